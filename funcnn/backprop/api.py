@@ -1,0 +1,140 @@
+"""``vjp``, ``grad`` and ``value_and_grad`` with JAX's names and signatures.
+
+    >>> from funcnn import backprop
+    >>> backprop.grad(lambda w: (w ** 2).sum())(jnp.arange(3.0))
+    Array([0., 2., 4.], dtype=float32)
+
+Each call traces the function to a jaxpr (``jax.make_jaxpr``: tracing, not differentiation),
+runs :func:`engine.forward`, and hands back a ``vjp_fn`` that runs :func:`engine.backward`.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from funcnn.backprop import engine
+from funcnn.backprop.registry import is_float
+
+
+def trace(f: Callable, primals: Sequence, has_aux: bool = False):
+    """Trace ``f(*primals)`` to a closed jaxpr over the flat leaves of ``primals``.
+
+    Returns ``(closed_jaxpr, flat_args, in_tree, out_tree, aux_tree)``; the jaxpr's outputs are
+    the flat leaves of ``f``'s output followed by the flat leaves of the aux value.
+    """
+    flat_args, in_tree = jax.tree_util.tree_flatten(primals)
+    trees = {}
+
+    def flat_f(*flat):
+        out = f(*jax.tree_util.tree_unflatten(in_tree, flat))
+        if has_aux:
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise TypeError("has_aux=True needs f to return a pair (output, aux); got "
+                                f"{type(out).__name__}")
+            out, aux = out
+        else:
+            aux = None
+        out_flat, trees["out"] = jax.tree_util.tree_flatten(out)
+        aux_flat, trees["aux"] = jax.tree_util.tree_flatten(aux)
+        return out_flat + aux_flat
+
+    closed = jax.make_jaxpr(flat_f)(*flat_args)
+    return closed, flat_args, in_tree, trees["out"], trees["aux"]
+
+
+def zero_cotangent(x):
+    """The cotangent of an input no output depends on: zeros, or float0 for integers."""
+    if is_float(x):
+        return jnp.zeros(np.shape(x), jnp.result_type(x))
+    return np.zeros(np.shape(x), jax.dtypes.float0)
+
+
+def vjp(f: Callable, *primals, has_aux: bool = False):
+    """``(out, vjp_fn)`` or ``(out, vjp_fn, aux)``: ``vjp_fn(ct)`` returns a tuple with one
+    cotangent per primal, each with the primal's structure, shape and dtype (float0 for
+    integer leaves, as ``jax.vjp``)."""
+    closed, flat_args, in_tree, out_tree, aux_tree = trace(f, primals, has_aux)
+    active_in = [is_float(x) for x in flat_args]
+    outs, tape = engine.forward(closed.jaxpr, closed.consts, flat_args, active_in)
+    n_out = out_tree.num_leaves
+    out = jax.tree_util.tree_unflatten(out_tree, outs[:n_out])
+
+    def vjp_fn(ct):
+        ct_flat, ct_tree = jax.tree_util.tree_flatten(ct)
+        if ct_tree != out_tree:
+            raise TypeError("vjp_fn expected a cotangent with the structure of the output "
+                            f"{out_tree}, got {ct_tree}")
+        for i, (c, o) in enumerate(zip(ct_flat, outs, strict=True)):
+            if np.shape(c) != np.shape(o):
+                raise ValueError(f"vjp_fn: cotangent leaf {i} has shape {np.shape(c)}, the "
+                                 f"output has shape {np.shape(o)}")
+        cts = list(ct_flat) + [None] * (len(outs) - n_out)
+        cts = [c if is_float(o) else None for c, o in zip(cts, outs, strict=True)]
+        ct_in = engine.backward(closed.jaxpr, tape, cts, active_in)
+        ct_in = [zero_cotangent(x) if c is None else c
+                 for c, x in zip(ct_in, flat_args, strict=True)]
+        return tuple(jax.tree_util.tree_unflatten(in_tree, ct_in))
+
+    if has_aux:
+        return out, vjp_fn, jax.tree_util.tree_unflatten(aux_tree, outs[n_out:])
+    return out, vjp_fn
+
+
+def check_differentiable(args, argnums: Sequence[int]) -> None:
+    """Like ``jax.grad``: differentiated inputs must be floating point (name the leaf)."""
+    for i in argnums:
+        for path, leaf in jax.tree_util.tree_flatten_with_path(args[i])[0]:
+            if not is_float(leaf):
+                raise TypeError(
+                    f"grad requires floating-point inputs, but argument {i} leaf "
+                    f"{jax.tree_util.keystr(path) or '<root>'} has dtype "
+                    f"{jnp.result_type(leaf)}. Pass integer inputs (labels, ids) through an "
+                    "argument outside argnums.")
+
+
+def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False):
+    """Like ``jax.value_and_grad``: ``f`` must return a real scalar (or ``(scalar, aux)``)."""
+    single = isinstance(argnums, int)
+    nums = (argnums,) if single else tuple(argnums)
+
+    @functools.wraps(f)
+    def value_and_grad_f(*args, **kwargs):
+        for i in nums:
+            if not -len(args) <= i < len(args):
+                raise ValueError(f"argnums={argnums} but f was called with {len(args)} "
+                                 "positional arguments")
+        idx = tuple(i % len(args) for i in nums)
+        check_differentiable(args, idx)
+
+        def of_diff(*diff):
+            full = list(args)
+            for i, d in zip(idx, diff, strict=True):
+                full[i] = d
+            return f(*full, **kwargs)
+
+        res = vjp(of_diff, *(args[i] for i in idx), has_aux=has_aux)
+        out, vjp_fn = res[0], res[1]
+        if not (is_float(out) and np.shape(out) == ()):
+            raise TypeError("grad requires a real scalar output, got shape "
+                            f"{np.shape(out)} and dtype {jnp.result_type(out)}")
+        grads = vjp_fn(jnp.ones((), jnp.result_type(out)))
+        g = grads[0] if single else grads
+        return ((out, res[2]), g) if has_aux else (out, g)
+
+    return value_and_grad_f
+
+
+def grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False):
+    """Like ``jax.grad``: the gradient of a real scalar ``f`` w.r.t. ``args[argnums]``."""
+    vg = value_and_grad(f, argnums, has_aux)
+
+    @functools.wraps(f)
+    def grad_f(*args, **kwargs):
+        (value, g) = vg(*args, **kwargs)
+        return (g, value[1]) if has_aux else g
+
+    return grad_f

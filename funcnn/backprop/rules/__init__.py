@@ -1,0 +1,8 @@
+"""The VJP rules, one module per family; importing this package registers them all."""
+from funcnn.backprop.rules import (  # noqa: F401
+    control,
+    elementwise,
+    linalg,
+    reductions,
+    structural,
+)

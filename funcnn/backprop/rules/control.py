@@ -1,0 +1,204 @@
+"""Nested graphs: jit / pjit / closed_call, custom_jvp_call and custom_vjp_call (their primal
+bodies are differentiated by the engine's own rules), remat / checkpoint, scan and cond.
+
+Each keeps a residual of its own (``registry.defhigher``): a call keeps the tape of its body;
+remat keeps nothing and runs its body again in the backward pass; scan keeps the tapes of
+every step stacked, and its backward is a scan in the opposite direction
+(backpropagation through time); cond keeps one tape per branch and switches on the index.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.extend import core as jcore
+
+from funcnn.backprop.engine import Tape, activity, backward, bind, forward
+from funcnn.backprop.registry import defhigher
+
+
+def body_of(eqn):
+    """The sub-jaxpr of a call-like equation and its constants."""
+    for key in ("jaxpr", "call_jaxpr", "fun_jaxpr"):
+        sub = eqn.params.get(key)
+        if sub is not None:
+            if isinstance(sub, jcore.ClosedJaxpr):
+                return sub.jaxpr, sub.consts
+            return sub, []
+    raise AssertionError(f"no sub-jaxpr in {eqn.primitive.name}")
+
+
+def dense(ct, like_aval):
+    return jnp.zeros(like_aval.shape, like_aval.dtype) if ct is None else ct
+
+
+# --- calls: inline the body into the tape -------------------------------------------------
+def call_forward(eqn, invals, active):
+    jaxpr, consts = body_of(eqn)
+    return forward(jaxpr, consts, invals, active)
+
+
+def call_backward(eqn, tape, invals, cts, active):
+    jaxpr, _ = body_of(eqn)
+    return backward(jaxpr, tape, cts, active)
+
+
+defhigher("jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
+          "custom_vjp_call_jaxpr", forward=call_forward, backward=call_backward)
+
+
+# --- remat: keep nothing, run the body again during the backward pass ---------------------
+def remat_forward(eqn, invals, active):
+    return bind(eqn, invals), ()
+
+
+def remat_backward(eqn, _, invals, cts, active):
+    jaxpr, consts = body_of(eqn)
+    arrays = [i for i, x in enumerate(invals) if isinstance(x, jax.Array | jax.core.Tracer)]
+    again = list(invals)
+    if eqn.params.get("prevent_cse", True) and arrays:  # keep XLA from reusing the forward
+        fenced = lax.optimization_barrier([invals[i] for i in arrays])
+        for i, x in zip(arrays, fenced, strict=True):
+            again[i] = x
+    _, tape = forward(jaxpr, consts, again, active)
+    return backward(jaxpr, tape, cts, active)
+
+
+defhigher("remat2", "checkpoint", "remat", forward=remat_forward, backward=remat_backward)
+
+
+# --- scan: the tapes of all steps, stacked; backward is a scan the other way --------------
+def scan_activity(jaxpr, active, num_consts, num_carry):
+    """Which body inputs are active: a carry is active if its initial value is, or if the
+    body makes it depend on an active input (a fixed point)."""
+    act = list(active)
+    while True:
+        live = activity(jaxpr, act)
+        carry_out = [isinstance(v, jcore.Var) and v in live for v in jaxpr.outvars[:num_carry]]
+        new = (act[:num_consts]
+               + [a or b for a, b in zip(act[num_consts:num_consts + num_carry], carry_out,
+                                         strict=True)]
+               + act[num_consts + num_carry:])
+        if new == act:
+            return act
+        act = new
+
+
+def loop_invariant_slots(jaxpr, num_consts, num_carry):
+    """Positions in the tape's values that need not be stacked: the body's constants and its
+    loop-invariant inputs (given again in the backward), and its xs (sliced again)."""
+    n_const = len(jaxpr.constvars)
+    n_in = len(jaxpr.invars)
+    return set(range(n_const + num_consts)) | set(
+        range(n_const + num_consts + num_carry, n_const + n_in))
+
+
+def scan_forward(eqn, invals, active):
+    p = eqn.params
+    body, nc, ncar = p["jaxpr"], p["num_consts"], p["num_carry"]
+    consts, init, xs = invals[:nc], invals[nc:nc + ncar], invals[nc + ncar:]
+    act = scan_activity(body.jaxpr, active, nc, ncar)
+    skip = loop_invariant_slots(body.jaxpr, nc, ncar)
+
+    def step(carry, x):
+        outs, tape = forward(body.jaxpr, body.consts, [*consts, *carry, *x], act)
+        kept = tuple(None if i in skip else v for i, v in enumerate(tape.values))
+        return outs[:ncar], (outs[ncar:], Tape(kept, tape.subs))
+
+    carry, (ys, stacked) = lax.scan(step, list(init), list(xs), length=p["length"],
+                                    reverse=p["reverse"], unroll=p["unroll"])
+    return [*carry, *ys], stacked
+
+
+def scan_backward(eqn, stacked, invals, cts, active):
+    p = eqn.params
+    body, nc, ncar = p["jaxpr"], p["num_consts"], p["num_carry"]
+    jaxpr = body.jaxpr
+    consts, xs = invals[:nc], invals[nc + ncar:]
+    act = scan_activity(jaxpr, active, nc, ncar)
+    carry_avals = [v.aval for v in jaxpr.invars[nc:nc + ncar]]
+    const_avals = [v.aval for v in jaxpr.invars[:nc]]
+    ct_carry = [dense(c, a) if act[nc + i] else None
+                for i, (c, a) in enumerate(zip(cts[:ncar], carry_avals, strict=True))]
+    ct_ys = list(cts[ncar:])
+    ct_consts = [jnp.zeros(a.shape, a.dtype) if act[i] else None
+                 for i, a in enumerate(const_avals)]
+    n_const, n_in = len(jaxpr.constvars), len(jaxpr.invars)
+
+    def step(state, inp):
+        ct_carry, ct_consts = state
+        ct_y, tape, x = inp
+        values = list(tape.values)  # refill the slots that were not stacked
+        values[:n_const + nc] = [*body.consts, *consts]
+        values[n_const + nc + ncar:n_const + n_in] = list(x)
+        ct_in = backward(jaxpr, Tape(tuple(values), tape.subs), [*ct_carry, *ct_y], act)
+        new_consts = [acc if c is None or acc is None else acc + c
+                      for acc, c in zip(ct_consts, ct_in[:nc], strict=True)]
+        new_carry = [dense(c, a) if act[nc + i] else None
+                     for i, (c, a) in enumerate(zip(ct_in[nc:nc + ncar], carry_avals,
+                                                    strict=True))]
+        return (new_carry, new_consts), ct_in[nc + ncar:]
+
+    (ct_init, ct_consts), ct_xs = lax.scan(step, (ct_carry, ct_consts),
+                                           (ct_ys, stacked, list(xs)), length=p["length"],
+                                           reverse=not p["reverse"], unroll=p["unroll"])
+    return [*ct_consts, *ct_init, *ct_xs]
+
+
+defhigher("scan", forward=scan_forward, backward=scan_backward)
+
+
+# --- cond: one tape per branch, the unused ones zero-filled --------------------------------
+def is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def cond_forward(eqn, invals, active):
+    index, ops = invals[0], list(invals[1:])
+    act = list(active[1:])
+    branches = eqn.params["branches"]
+    if is_concrete(index):  # eager: run the one branch taken, keep only its tape
+        i = int(np.clip(index, 0, len(branches) - 1))
+        outs, tape = forward(branches[i].jaxpr, branches[i].consts, ops, act)
+        return outs, [tape if j == i else None for j in range(len(branches))]
+
+    def run(br):
+        return lambda *xs: forward(br.jaxpr, br.consts, list(xs), act)
+
+    shapes = [jax.eval_shape(run(br), *ops)[1] for br in branches]
+
+    def taking(i):
+        def f(*xs):
+            outs, tape = run(branches[i])(*xs)
+            tapes = [tape if j == i else jax.tree_util.tree_map(
+                lambda s: jnp.zeros(s.shape, s.dtype), shapes[j]) for j in range(len(branches))]
+            return outs, tapes
+
+        return f
+
+    return lax.switch(index, [taking(i) for i in range(len(branches))], *ops)
+
+
+def cond_backward(eqn, tapes, invals, cts, active):
+    index, ops = invals[0], invals[1:]
+    act = list(active[1:])
+    branches = eqn.params["branches"]
+    op_avals = [v.aval for v in eqn.invars[1:]]
+
+    def back(i):
+        def f(tapes, cts):
+            ct_in = backward(branches[i].jaxpr, tapes[i], cts, act)
+            return [dense(c, a) if act[k] else None
+                    for k, (c, a) in enumerate(zip(ct_in, op_avals, strict=True))]
+
+        return f
+
+    if is_concrete(index):
+        i = int(np.clip(index, 0, len(branches) - 1))
+        return [None, *back(i)(tapes, cts)]
+    return [None, *lax.switch(index, [back(i) for i in range(len(branches))], tapes, cts)]
+
+
+defhigher("cond", forward=cond_forward, backward=cond_backward)
+

@@ -1,0 +1,98 @@
+"""VJP rules of primitives that move, copy or cut data without arithmetic: broadcast,
+reshape, transpose, squeeze, concatenate, stack, split, tile, pad, slice, rev,
+dynamic_slice, dynamic_update_slice. Each cotangent is the transpose of a linear map."""
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from funcnn.backprop.registry import deflinear, defvjp, is_float
+
+
+@defvjp("broadcast_in_dim")
+def _broadcast_in_dim(ct, x, *dyn, out, shape, broadcast_dimensions, **_):
+    x_shape = np.shape(x)
+    new_axes = tuple(i for i in range(len(shape)) if i not in broadcast_dimensions)
+    stretched = tuple(d for d, n in zip(broadcast_dimensions, x_shape, strict=True)
+                      if n == 1 and shape[d] != 1)
+    summed = ct.sum(axis=new_axes + stretched) if new_axes or stretched else ct
+    return (summed.reshape(x_shape),) + (None,) * len(dyn)
+
+
+@defvjp("reshape", "squeeze", "expand_dims")
+def _reshape(ct, x, *dyn, out, **_):
+    return (ct.reshape(np.shape(x)),) + (None,) * len(dyn)
+
+
+deflinear("transpose", lambda ct, permutation: lax.transpose(ct, tuple(np.argsort(permutation))))
+deflinear("rev", lambda ct, dimensions: lax.rev(ct, dimensions))
+
+
+@defvjp("concatenate")
+def _concatenate(ct, *xs, out, dimension):
+    cts, start = [], 0
+    for x in xs:
+        size = np.shape(x)[dimension]
+        cts.append(lax.slice_in_dim(ct, start, start + size, axis=dimension)
+                   if is_float(x) else None)
+        start += size
+    return cts
+
+
+@defvjp("stack")
+def _stack(ct, *xs, out, axis):
+    return [lax.index_in_dim(ct, i, axis, keepdims=False) for i in range(len(xs))]
+
+
+@defvjp("split")
+def _split(cts, x, *, out, sizes, axis):
+    parts = [jnp.zeros_like(o) if c is None else c for c, o in zip(cts, out, strict=True)]
+    return (lax.concatenate(parts, axis),)
+
+
+@defvjp("tile")
+def _tile(ct, x, *, out, reps):
+    x_shape = np.shape(x)
+    lead = len(reps) - len(x_shape)
+    inner = (1,) * lead + tuple(x_shape)
+    split = [n for pair in zip(reps, inner, strict=True) for n in pair]
+    summed = ct.reshape(split).sum(axis=tuple(range(0, 2 * len(reps), 2)))
+    return (summed.reshape(x_shape),)
+
+
+@defvjp("pad")
+def _pad(ct, x, padding_value, *, out, padding_config):
+    lo_hi = [(-lo, -hi, 0) for lo, hi, _ in padding_config]
+    unpadded = lax.pad(ct, jnp.zeros((), ct.dtype), lo_hi)
+    strides = tuple(interior + 1 for _, _, interior in padding_config)
+    ct_x = lax.slice(unpadded, (0,) * ct.ndim, unpadded.shape, strides)
+    ct_pad = (ct.sum() - ct_x.sum()) if is_float(padding_value) else None
+    return (ct_x, ct_pad)
+
+
+@defvjp("slice")
+def _slice(ct, x, *, out, start_indices, limit_indices, strides):
+    x_shape = np.shape(x)
+    strides = strides or (1,) * len(x_shape)
+    if any(n == 0 for n in ct.shape):
+        return (jnp.zeros(x_shape, ct.dtype),)
+    config = []
+    for n, s, m, t in zip(x_shape, start_indices, ct.shape, strides, strict=True):
+        last = s + (m - 1) * t
+        config.append((s, n - last - 1, t - 1))
+    return (lax.pad(ct, jnp.zeros((), ct.dtype), config),)
+
+
+@defvjp("dynamic_slice")
+def _dynamic_slice(ct, x, *starts, out, slice_sizes):
+    zeros = jnp.zeros(np.shape(x), ct.dtype)
+    return (lax.dynamic_update_slice(zeros, ct, starts),) + (None,) * len(starts)
+
+
+@defvjp("dynamic_update_slice")
+def _dynamic_update_slice(ct, x, update, *starts, out, **_):
+    u_shape = np.shape(update)
+    ct_update = lax.dynamic_slice(ct, starts, u_shape) if is_float(update) else None
+    ct_x = lax.dynamic_update_slice(ct, jnp.zeros(u_shape, ct.dtype), starts)
+    return (ct_x, ct_update) + (None,) * len(starts)
