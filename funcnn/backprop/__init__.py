@@ -10,7 +10,8 @@ primitive. Never calls JAX's own differentiation.
 from funcnn.backprop import rules  # noqa: F401  (registers every rule)
 from funcnn.backprop.api import grad, value_and_grad, vjp
 from funcnn.backprop.engine import MissingRuleError
+from funcnn.backprop.graph import Graph, Node, graph
 from funcnn.backprop.registry import VJP_RULES, defunary, defvjp
 
-__all__ = ["grad", "value_and_grad", "vjp", "MissingRuleError", "VJP_RULES", "defvjp",
+__all__ = ["grad", "value_and_grad", "vjp", "graph", "Graph", "Node", "MissingRuleError", "VJP_RULES", "defvjp",
            "defunary"]

@@ -50,12 +50,27 @@ def is_active_var(v, active: set) -> bool:
     return isinstance(v, Var) and not isinstance(v, jcore.DropVar) and v in active
 
 
+ENCLOSING: list = []  # the higher-order equations being run, outermost first
+
+
 def where(eqn) -> str:
-    """The user's source line that produced ``eqn``, for error messages."""
+    """The user's source line that produced ``eqn``, for error messages. An equation inside
+    a library function (``jnp.take_along_axis`` is itself a jit) has no user frame of its own:
+    then the nearest enclosing equation's line is given."""
+    for e in [eqn, *reversed(ENCLOSING)]:
+        text = source_info_util.summarize(e.source_info)
+        if text:
+            return text
+    return "<unknown location>"
+
+
+def run_higher(fn, eqn, *args):
+    """Call a higher-order rule with ``eqn`` on the stack of enclosing equations."""
+    ENCLOSING.append(eqn)
     try:
-        return source_info_util.summarize(eqn.source_info)
-    except Exception:  # pragma: no cover - source info is best effort
-        return "<unknown location>"
+        return fn(eqn, *args)
+    finally:
+        ENCLOSING.pop()
 
 
 def missing_rule(eqn) -> MissingRuleError:
@@ -101,7 +116,7 @@ def forward(jaxpr, consts: Sequence, args: Sequence, active_in: Sequence[bool]):
         res = None
         higher = HIGHER_RULES.get(eqn.primitive.name)
         if higher is not None and any(eqn_active):
-            outvals, res = higher.forward(eqn, invals, eqn_active)
+            outvals, res = run_higher(higher.forward, eqn, invals, eqn_active)
         else:
             outvals = bind(eqn, invals)
         for v, x in zip(eqn.outvars, outvals, strict=True):
@@ -165,7 +180,7 @@ def backward(jaxpr, tape: Tape, cts_out: Sequence, active_in: Sequence[bool],
         name = eqn.primitive.name
         higher = HIGHER_RULES.get(name)
         if higher is not None:
-            ct_in = higher.backward(eqn, res, invals, cts, eqn_active)
+            ct_in = run_higher(higher.backward, eqn, res, invals, cts, eqn_active)
         else:
             rule = VJP_RULES.get(name)
             if rule is None:

@@ -1,0 +1,33 @@
+"""Where a function has no derivative, the engine gives JAX's value. Written down once here;
+the rules that implement each are named beside it, and the oracle publishes this table in
+every golden manifest (``conventions``).
+
+| point                               | value given                  | rule                      |
+|-------------------------------------|------------------------------|---------------------------|
+| relu at 0, as where(z > 0, z, 0)    | 0                            | select_n                  |
+| relu at 0, as max(z, 0)             | 0.5 (a max tie, see below)   | max                       |
+| step 1[z > 0], sign                 | 0 everywhere                 | comparisons, sign         |
+| abs at 0                            | 0 (sign(0))                  | abs                       |
+| max/min of two operands at a tie    | split evenly: 0.5 each       | max, min                  |
+| reduce_max/min with k tied maxima   | split evenly: 1/k each       | reduce_max, reduce_min    |
+| clamp at lo or hi                   | 0 to the operand             | clamp                     |
+| floor, ceil, round                  | 0                            | floor, ceil, round        |
+| x ** y at x = 0                     | d/dy taken as 0              | pow                       |
+| where(mask, logits, -inf) masked    | 0 to the masked logits       | select_n                  |
+| max pooling at a tie                | JAX's select_and_scatter     | reduce_window_max         |
+
+One difference from ``jax.grad`` is by design: a ``jax.custom_jvp`` function is differentiated
+through its primal body, not through its custom JVP rule (a JVP rule cannot be turned into a
+VJP without JAX's transposition machinery, which the engine does not use). So
+``jax.nn.relu`` (a custom_jvp around ``max(z, 0)``) gets 0.5 at exactly 0 where ``jax.grad``
+gets 0; ``funcnn.activations.relu`` is written with ``where`` and gets 0 like JAX. Away from
+such points the two agree.
+"""
+
+CONVENTIONS = {
+    "relu_grad_at_0": 0.0,
+    "step_grad": 0.0,
+    "sign_grad": 0.0,
+    "abs_grad_at_0": 0.0,
+    "max_tie": "split evenly",
+}

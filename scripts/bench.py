@@ -1,0 +1,191 @@
+"""Benchmark: one jitted training step (loss, gradient, SGD update) with funcnn's hand-written
+engine against jax.grad (and PyTorch eager when torch is installed), side by side in one
+process, alternating systems so that drift in the machine hits all of them alike.
+
+    python scripts/bench.py                 # the four reference models at their fixed sizes
+    python scripts/bench.py --quick         # tiny sizes, a few repeats (CI keeps it from rotting)
+    python scripts/bench.py --json out.json
+
+For each model and system: median / min / max milliseconds per step over repeated runs after
+warm-up, the ratio to jax.grad, compile seconds, and XLA's memory analysis of the compiled step
+(temp and argument bytes). On a GPU it also runs a large bf16 MLP and reports TFLOP/s.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from funcnn import backprop, models
+
+LR = 1e-3
+
+
+def reference_models(quick: bool):
+    """name -> (Model, x, y) at the issue's fixed sizes (tiny ones with --quick)."""
+    s = 8 if quick else 1
+    key = jax.random.PRNGKey(0)
+    kx, ky = jax.random.split(key)
+
+    def labels(n):
+        return jax.random.randint(ky, (n,), 0, 10)
+
+    mlp_batch, cnn_batch, rnn_batch, tf_batch = 256 // s, 64 // s, 32 // s, 16 // s
+    return {
+        "mlp": (models.mlp(784, hidden=(1024 // s, 1024 // s), num_classes=10),
+                jax.random.normal(kx, (mlp_batch, 784)), labels(mlp_batch)),
+        "cnn": (models.cnn(in_shape=(28, 28, 1), channels=(32 // s, 64 // s), num_classes=10),
+                jax.random.normal(kx, (cnn_batch, 28, 28, 1)), labels(cnn_batch)),
+        "rnn": (models.rnn(32, hidden=256 // s, num_classes=10),
+                jax.random.normal(kx, (rnn_batch, 64 // s, 32)), labels(rnn_batch)),
+        "transformer": (models.transformer(256 // s, width=256 // s, num_heads=4, depth=1,
+                                           num_classes=10, max_len=128 // s, causal=True),
+                        jax.random.normal(kx, (tf_batch, 128 // s, 256 // s)), labels(tf_batch)),
+    }
+
+
+def make_step(loss, value_and_grad):
+    def step(params, x, y):
+        value, grads = value_and_grad(loss)(params, (x, y))
+        params = jax.tree_util.tree_map(lambda p, g: p - LR * g, params, grads)
+        return params, value
+
+    return step
+
+
+SYSTEMS = {"funcnn": backprop.value_and_grad, "jax.grad": jax.value_and_grad}
+
+
+def compile_step(step, *args):
+    lowered = jax.jit(step).lower(*args)
+    t0 = time.perf_counter()
+    compiled = lowered.compile()
+    compile_s = time.perf_counter() - t0
+    mem = compiled.memory_analysis()
+    temp = getattr(mem, "temp_size_in_bytes", None) if mem is not None else None
+    arg = getattr(mem, "argument_size_in_bytes", None) if mem is not None else None
+    return compiled, compile_s, temp, arg
+
+
+def time_calls(fn, args, number):
+    t0 = time.perf_counter()
+    for _ in range(number):
+        out = fn(*args)
+    jax.block_until_ready(out)
+    return (time.perf_counter() - t0) / number * 1e3
+
+
+def bench_model(name, model, x, y, repeats, number, torch_step=None):
+    params = model.init(jax.random.PRNGKey(1))
+    runners, rows = {}, {}
+    for system, vg in SYSTEMS.items():
+        compiled, compile_s, temp, arg = compile_step(make_step(model.loss, vg), params, x, y)
+        jax.block_until_ready(compiled(params, x, y))  # warm-up
+        runners[system] = lambda c=compiled: time_calls(c, (params, x, y), number)
+        rows[system] = {"model": name, "system": system, "compile_s": compile_s,
+                        "temp_bytes": temp, "argument_bytes": arg, "times": []}
+    if torch_step is not None:
+        torch_step()  # warm-up
+        runners["torch"] = lambda: time_calls(lambda: torch_step(), (), number)
+        rows["torch"] = {"model": name, "system": "torch", "compile_s": None,
+                         "temp_bytes": None, "argument_bytes": None, "times": []}
+    for _ in range(repeats):  # alternate systems within each repeat
+        for system, run in runners.items():
+            rows[system]["times"].append(run())
+    base = statistics.median(rows["jax.grad"]["times"])
+    for row in rows.values():
+        t = row.pop("times")
+        row.update(ms_median=statistics.median(t), ms_min=min(t), ms_max=max(t),
+                   ratio_to_jax_grad=statistics.median(t) / base)
+    return list(rows.values())
+
+
+def bf16_mlp(width=8192, layers=4, batch=8192, repeats=5, number=10):
+    """Large bf16 MLP on an accelerator: achieved TFLOP/s of a training step."""
+    key = jax.random.PRNGKey(0)
+    keys = jax.random.split(key, layers + 1)
+    params = [jax.random.normal(k, (width, width), jnp.bfloat16) * (width ** -0.5)
+              for k in keys[:layers]]
+    x = jax.random.normal(keys[-1], (batch, width), jnp.bfloat16)
+
+    def loss(ps, x):
+        for w in ps:
+            x = jax.nn.relu(x @ w)
+        return jnp.mean(x.astype(jnp.float32) ** 2)
+
+    flops = 3 * 2 * batch * width * width * layers  # forward + two products per layer backward
+    out = []
+    for system, vg in SYSTEMS.items():
+        def step(ps, x, vg=vg):
+            v, g = vg(loss)(ps, x)
+            return [p - (LR * gi).astype(p.dtype) for p, gi in zip(ps, g, strict=True)], v
+
+        compiled, compile_s, temp, arg = compile_step(step, params, x)
+        jax.block_until_ready(compiled(params, x))
+        times = [time_calls(compiled, (params, x), number) for _ in range(repeats)]
+        ms = statistics.median(times)
+        out.append({"model": "mlp_bf16_8192x4", "system": system, "ms_median": ms,
+                    "ms_min": min(times), "ms_max": max(times), "compile_s": compile_s,
+                    "temp_bytes": temp, "argument_bytes": arg,
+                    "tflops": flops / (ms * 1e-3) / 1e12})
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, few repeats (seconds)")
+    ap.add_argument("--models", default="mlp,cnn,rnn,transformer")
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--number", type=int, default=None, help="calls per timed run")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--json", dest="json_path", default=None)
+    args = ap.parse_args(argv)
+    repeats = args.repeats or (2 if args.quick else 15)
+    number = args.number or (2 if args.quick else 10)
+
+    torch_steps = {}
+    if not args.no_torch:
+        try:
+            from bench_torch import torch_steps as make_torch  # optional, same models in torch
+            torch_steps = make_torch(args.quick)
+        except ImportError:
+            torch_steps = {}
+
+    device = jax.devices()[0]
+    desc = f"{device.platform}:{device.device_kind} ({platform.machine()}, jax {jax.__version__})"
+    print(f"device: {desc}")
+    results = []
+    header = f"{'model':<12} {'system':<9} {'median ms':>10} {'min':>8} {'max':>8} " \
+             f"{'/jax.grad':>9} {'compile s':>9} {'temp MiB':>9}"
+    print(header)
+    table = reference_models(args.quick)
+    for name in args.models.split(","):
+        model, x, y = table[name]
+        rows = bench_model(name, model, x, y, repeats, number, torch_steps.get(name))
+        for r in rows:
+            temp = "-" if r["temp_bytes"] is None else f"{r['temp_bytes'] / 2**20:.2f}"
+            comp = "-" if r["compile_s"] is None else f"{r['compile_s']:.2f}"
+            print(f"{r['model']:<12} {r['system']:<9} {r['ms_median']:>10.3f} "
+                  f"{r['ms_min']:>8.3f} {r['ms_max']:>8.3f} {r['ratio_to_jax_grad']:>9.3f} "
+                  f"{comp:>9} {temp:>9}")
+        results.extend(rows)
+    if device.platform == "gpu" and not args.quick:
+        for r in bf16_mlp():
+            print(f"{r['model']:<12} {r['system']:<9} {r['ms_median']:>10.3f} ms  "
+                  f"{r['tflops']:.1f} TFLOP/s")
+            results.append(r)
+    if args.json_path:
+        with open(args.json_path, "w") as f:
+            json.dump({"device": desc, "results": results}, f, indent=1)
+    return results
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=4)
+    main()
