@@ -7,7 +7,7 @@ every golden manifest (``conventions``).
 | relu at 0, as where(z > 0, z, 0)    | 0                            | select_n                  |
 | relu at 0, as max(z, 0)             | 0.5 (a max tie, see below)   | max                       |
 | step 1[z > 0], sign                 | 0 everywhere                 | comparisons, sign         |
-| abs at 0                            | 0 (sign(0))                  | abs                       |
+| abs at 0                            | +1 (JAX >= 0.10: x >= 0)     | abs                       |
 | max/min of two operands at a tie    | split evenly: 0.5 each       | max, min                  |
 | reduce_max/min with k tied maxima   | split evenly: 1/k each       | reduce_max, reduce_min    |
 | clamp at lo or hi                   | 0 to the operand             | clamp                     |
@@ -28,6 +28,6 @@ CONVENTIONS = {
     "relu_grad_at_0": 0.0,
     "step_grad": 0.0,
     "sign_grad": 0.0,
-    "abs_grad_at_0": 0.0,
+    "abs_grad_at_0": 1.0,
     "max_tie": "split evenly",
 }

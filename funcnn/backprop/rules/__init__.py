@@ -1,8 +1,11 @@
 """The VJP rules, one module per family; importing this package registers them all."""
 from funcnn.backprop.rules import (  # noqa: F401
     control,
+    conv,
     elementwise,
+    indexing,
     linalg,
     reductions,
     structural,
+    windows,
 )

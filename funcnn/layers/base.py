@@ -1,0 +1,56 @@
+"""The two types every layer file shares: ``Layer`` and ``LayerError``.
+
+``LayerError`` carries *where* the bad input arrived. A layer raises it with its own kind
+(``"dense"``); each enclosing ``serial`` rewrites that to the sublayer's name and prepends its
+own, so that the message names the parameter path, e.g.
+``block_0/mlp/dense_0: expected x[..., 32], got shape (4, 7, 30)``.
+"""
+import contextlib
+from collections.abc import Callable
+from typing import NamedTuple
+
+
+class Layer(NamedTuple):
+    """A layer: ``init(key, in_shape) -> (out_shape, params)``, ``apply(params, x, **kw) -> y``.
+
+    ``name`` is the layer's kind (``"dense"``, ``"conv2d"``, ...), used by ``serial`` to name
+    its sublayers ``f"{name}_{i}"``.
+    """
+
+    init: Callable
+    apply: Callable
+    name: str
+
+
+class LayerError(ValueError):
+    """Bad input to a layer: where it happened, what was expected, what came.
+
+    Args:
+        where: the layer's kind at the raise; ``located`` turns it into a parameter path.
+        detail: "expected ..., got ..." text.
+    """
+
+    def __init__(self, where, detail):
+        super().__init__(where, detail)
+        self.where = where
+        self.detail = detail
+        self.is_path = False
+
+    def __str__(self):
+        return f"{self.where}: {self.detail}"
+
+
+@contextlib.contextmanager
+def located(name):
+    """Re-raise a ``LayerError`` from the body with ``name`` as (the head of) its path.
+
+    Example:
+        >>> with located("dense_0"):
+        ...     y = layer.apply(params["dense_0"], x)
+    """
+    try:
+        yield
+    except LayerError as err:
+        err.where = f"{name}/{err.where}" if err.is_path else name
+        err.is_path = True
+        raise
