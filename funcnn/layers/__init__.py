@@ -3,7 +3,7 @@
 The contract, for every layer in this package:
 
 - A constructor (``dense(3)``, ``conv2d(16, 3)``, ...) returns ``Layer(init, apply, name)``, a
-  NamedTuple: use ``layer.init`` / ``layer.apply``, or ``init, apply, _ = layer``.
+  pair: ``init, apply = layer`` (as stax), or ``layer.init`` / ``layer.apply``; ``layer.name``.
 - ``init(key, in_shape) -> (out_shape, params)``. ``in_shape`` is the full input shape with a
   leading batch dim given as -1 or any int (``(-1, 64)``); ``out_shape`` keeps it as given.
 - ``apply(params, x, **kwargs) -> y``. Keyword arguments a layer does not use are ignored, so

@@ -7,19 +7,31 @@ own, so that the message names the parameter path, e.g.
 """
 import contextlib
 from collections.abc import Callable
-from typing import NamedTuple
 
 
-class Layer(NamedTuple):
+class Layer(tuple):
     """A layer: ``init(key, in_shape) -> (out_shape, params)``, ``apply(params, x, **kw) -> y``.
 
-    ``name`` is the layer's kind (``"dense"``, ``"conv2d"``, ...), used by ``serial`` to name
-    its sublayers ``f"{name}_{i}"``.
+    A pair, so ``init, apply = layer`` works (as stax); ``layer.init``, ``layer.apply`` too.
+    ``name`` is the layer's kind (``"dense"``, ``"conv2d"``, ...), kept beside the pair and
+    used by ``serial`` to name its sublayers ``f"{name}_{i}"``.
     """
 
-    init: Callable
-    apply: Callable
-    name: str
+    def __new__(cls, init: Callable, apply: Callable, name: str):
+        layer = super().__new__(cls, (init, apply))
+        layer.name = name
+        return layer
+
+    @property
+    def init(self) -> Callable:
+        return self[0]
+
+    @property
+    def apply(self) -> Callable:
+        return self[1]
+
+    def __repr__(self):
+        return f"Layer(name={self.name!r})"
 
 
 class LayerError(ValueError):

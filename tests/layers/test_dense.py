@@ -70,3 +70,12 @@ def test_constant_initializers_and_dtype():
     assert inits.glorot_uniform(jax.random.key(0), (2, 2), jnp.float32).dtype == jnp.float32
     with pytest.raises(ValueError, match=r"rank >= 2.*\(3,\)"):
         inits.glorot_uniform(jax.random.key(0), (3,))
+
+
+def test_layer_unpacks_as_a_pair_like_stax():
+    layer = dense(3)
+    init, apply = layer
+    assert (init, apply) == (layer.init, layer.apply) and layer.name == "dense"
+    _, params = init(jax.random.PRNGKey(0), (-1, 2))
+    x = jnp.ones((4, 2))
+    assert_trees_close(apply(params, x), x @ params["w"] + params["b"])
