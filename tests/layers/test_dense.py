@@ -78,4 +78,4 @@ def test_layer_unpacks_as_a_pair_like_stax():
     assert (init, apply) == (layer.init, layer.apply) and layer.name == "dense"
     _, params = init(jax.random.PRNGKey(0), (-1, 2))
     x = jnp.ones((4, 2))
-    assert_trees_close(apply(params, x), x @ params["w"] + params["b"])
+    assert_trees_close(apply(params, x), x @ params["w"] + params["b"][None, :])
