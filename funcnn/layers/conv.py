@@ -74,9 +74,11 @@ def conv2d(out_channels, kernel_size, strides=1, padding="SAME", dilation=1,
 
     def apply(params, x, **kwargs):
         _check_image("conv2d", x.shape, params["w"].shape[2] * groups)
+        dtype = jnp.result_type(x, params["w"])  # promote as dense's x @ w does
         y = lax.conv_general_dilated(
-            x, params["w"], window_strides=strides, padding=pad, rhs_dilation=dilation,
-            dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+            x.astype(dtype), params["w"].astype(dtype), window_strides=strides, padding=pad,
+            rhs_dilation=dilation, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=groups)
         return y + jnp.broadcast_to(params["b"], y.shape)
 
     return Layer(init, apply, "conv2d")

@@ -133,3 +133,13 @@ def test_conv2d_rank3_input_is_an_error():
         net.apply(params, jnp.ones((8, 8, 2)))
     with pytest.raises(LayerError, match="divisible by feature_group_count 2"):
         conv2d(3, 3, feature_group_count=2).init(jax.random.key(0), (-1, 4, 4, 2))
+
+
+def test_conv2d_promotes_mixed_dtypes_like_dense():
+    layer = conv2d(2, 3)
+    _, params = layer.init(jax.random.PRNGKey(0), (-1, 5, 5, 1))  # float64 under x64
+    x = np.ones((1, 5, 5, 1), np.float32)
+    y = layer.apply(params, jnp.asarray(x))
+    expected = layer.apply(params, jnp.asarray(x, jnp.float64))
+    assert y.dtype == jnp.float64
+    assert_trees_close(y, expected)
