@@ -1,0 +1,97 @@
+"""The tolerances of the oracle, in one table, with the reasons.
+
+A tolerance is an ``rtol`` relative to the scale of the array compared: an entry passes when
+
+    |result - reference| <= atol + rtol * |reference|,
+    atol = max(ATOL_FLOOR, rtol * scale, NOISE_ULPS * eps * group scale)
+
+where ``scale`` is the largest ``|reference|`` in that array (one key of a golden file, one
+leaf in ``check_grads``) and the group scale the largest in its group of arrays (all
+``grads/``, all ``probes/``, ...: see ``key_atols``). Scaling atol by the array's own
+magnitude keeps a tiny entry (a gradient that is nearly cancelled, 1e-9 next to entries of 1)
+from failing on rounding alone,
+while a planted bug, which moves entries by a sizeable fraction of the array's scale (a
+transposed or averaged gradient, a wrong sign, a missing time step), fails by orders of
+magnitude.
+
+``depth`` says how much rounding a case accumulates:
+
+- ``shallow``: elementwise functions, losses, single layers (at most a few dozen operations on
+  any path from input to output);
+- ``deep``: models, recurrences over time, attention with layer norm, training trajectories.
+
+float64. A correct float64 implementation differs from the golden (float64) values by rounding
+only: the NumPy reference (``scripts/verify_numpy_reference.py``) stays within 4e-16 of each
+key's scale. ``1e-10`` / ``1e-9`` leave five orders of margin for other summation orders and
+libm versions of exp / tanh / erf, and every planted bug of the mutation suite exceeds its
+tolerance by more than 1e8.
+
+float32 (the budget). A float32 case stores float32 inputs; its golden values are computed in
+float64 from exactly those inputs and then rounded to float32: a float32 implementation is
+judged against the float64 truth, never against another float32 computation. Its own rounding
+is about ``n * eps32`` for ``n`` operations in a chain (eps32 = 1.19e-7). Measured on every
+float32 case: funcnn's engine computing in float32 stays within 2.5e-7 of a key's scale on
+shallow cases and 3e-6 on deep ones (the NumPy reference: 1.2e-7); that is at most 0.3%
+of the budget (``tests/oracle/test_golden_roundtrip.py`` holds it under 10%). The budget,
+``1e-4`` shallow and ``1e-3`` deep, is kept that wide for implementations that sum in another
+order, fuse multiply-adds or reduce on a GPU, and it is still narrow: every planted bug of the
+mutation suite exceeds it by at least 375 times (the averaged bias gradient of the mlp, the
+smallest signal).
+
+The budget is for float32 arithmetic. TF32 matmuls (JAX's default precision for float32 on
+Ampere and later GPUs; PyTorch's ``allow_tf32``) round each product to about 5e-4: measured on
+an H200, funcnn's float32 transformer gradient then misses the deep budget by 12%
+(``grads/params/block_0/attention/self_attention/wq``), while at ``"highest"`` precision every
+float32 case stays within 0.4% of it. ``python -m oracle`` runs at ``"highest"``; verify a GPU
+implementation with TF32 turned off.
+
+``check_grads`` uses the same ``rtol`` (default: the ``deep`` one of the gradient's dtype) as
+its budget for the rounding of the gradient under test, added to the finite-difference error
+estimate (see ``oracle.check``).
+"""
+
+RTOL = {
+    "float64": {"shallow": 1e-10, "deep": 1e-9},
+    "float32": {"shallow": 1e-4, "deep": 1e-3},
+}
+
+ATOL_FLOOR = {"float64": 1e-13, "float32": 1e-7}
+
+
+def rtol_for(dtype: str, depth: str = "deep") -> float:
+    """The rtol for arrays of ``dtype`` ('float64' / 'float32') in a case of ``depth``."""
+    table = RTOL.get(str(dtype))
+    if table is None:
+        raise ValueError(f"no tolerance for dtype {dtype!r}; expected one of {sorted(RTOL)}")
+    if depth not in table:
+        raise ValueError(f"unknown depth {depth!r}; expected 'shallow' or 'deep'")
+    return table[depth]
+
+
+def atol_for(dtype: str, rtol: float, scale: float) -> float:
+    """The absolute tolerance of one array whose largest |reference| is ``scale``."""
+    return max(ATOL_FLOOR[str(dtype)], rtol * float(scale))
+
+
+# Rounding noise in an array whose true value is (nearly) 0 is relative to the other arrays of
+# its group, not to itself: the attention key bias has gradient exactly 0, computed as a sum of
+# terms the size of the other gradients. Its atol is at least NOISE_ULPS * eps * group scale.
+NOISE_ULPS = 256.0
+COMPARED = ("outputs/", "grads/", "probes/", "trajectory/")
+
+
+def key_atols(arrays: dict, dtype: str, rtol: float) -> dict:
+    """``{key: atol}`` for every compared key of a golden case (see the module docstring):
+    ``max(ATOL_FLOOR, rtol * max|key|, NOISE_ULPS * eps * max|group|)``, where the group is
+    the key's first path segment (``grads``, ``probes``, ...)."""
+    import numpy as np
+
+    eps = float(np.finfo(np.dtype(dtype)).eps)
+    scales = {k: float(np.max(np.abs(np.asarray(v, np.float64)), initial=0.0))
+              for k, v in arrays.items() if k.startswith(COMPARED)}
+    groups = {}
+    for k, s in scales.items():
+        g = k.split("/")[0]
+        groups[g] = max(groups.get(g, 0.0), s)
+    return {k: max(ATOL_FLOOR[str(dtype)], rtol * s, NOISE_ULPS * eps * groups[k.split("/")[0]])
+            for k, s in scales.items()}
