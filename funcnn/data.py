@@ -156,7 +156,7 @@ def synthetic_linear(key, n=256, d=5, noise=0.1, test_fraction=0.25, dtype=np.fl
     x = np.asarray(jax.random.normal(kx, (n, d)), np.float64)
     y = x @ w + b + noise * np.asarray(jax.random.normal(ke, (n,)), np.float64)
     data = split(x.astype(dtype), y.astype(dtype), test_fraction, 0, "synthetic-linear", None)
-    return data, w.astype(dtype), dtype(b)
+    return data, w.astype(dtype), np.dtype(dtype).type(b)
 
 
 def synthetic_sequence(key, n=512, time=8, features=4, test_fraction=0.25, dtype=np.float32):

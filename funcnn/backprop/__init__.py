@@ -13,5 +13,5 @@ from funcnn.backprop.engine import MissingRuleError
 from funcnn.backprop.graph import Graph, Node, graph
 from funcnn.backprop.registry import VJP_RULES, defunary, defvjp
 
-__all__ = ["grad", "value_and_grad", "vjp", "graph", "Graph", "Node", "MissingRuleError", "VJP_RULES", "defvjp",
-           "defunary"]
+__all__ = ["grad", "value_and_grad", "vjp", "graph", "Graph", "Node", "MissingRuleError",
+           "VJP_RULES", "defvjp", "defunary"]

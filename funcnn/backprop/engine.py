@@ -104,7 +104,7 @@ def forward(jaxpr, consts: Sequence, args: Sequence, active_in: Sequence[bool]):
     """
     env: dict = {}
     active: set = set()
-    env.update(zip(jaxpr.constvars, consts))
+    env.update(zip(jaxpr.constvars, consts, strict=True))
     for v, x, a in zip(jaxpr.invars, args, active_in, strict=True):
         env[v] = x
         if a and is_float(v.aval):
@@ -133,7 +133,8 @@ def forward(jaxpr, consts: Sequence, args: Sequence, active_in: Sequence[bool]):
 
 def activity(jaxpr, active_in: Sequence[bool]) -> set:
     """The variables that depend on an active input and carry a derivative."""
-    active = {v for v, a in zip(jaxpr.invars, active_in) if a and is_float(v.aval)}
+    active = {v for v, a in zip(jaxpr.invars, active_in, strict=True)
+              if a and is_float(v.aval)}
     for eqn in jaxpr.eqns:
         if any(is_active_var(v, active) for v in eqn.invars):
             active.update(v for v in eqn.outvars

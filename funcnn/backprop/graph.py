@@ -133,7 +133,7 @@ def graph(f, *args, backward: bool = True) -> Graph:
             if isinstance(p, int) and node.index not in nodes[p].children:
                 nodes[p].children.append(node.index)
 
-    for v, x in zip(jaxpr.constvars, closed.consts, strict=True):
+    for v in jaxpr.constvars:
         add(v, "const", None, [])
     for v, label in zip(jaxpr.invars, _input_labels(f, args), strict=True):
         add(v, label, None, [])
