@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend import core as jcore
 
 from funcnn.backprop import engine
 from funcnn.backprop.registry import is_float
@@ -23,8 +24,10 @@ from funcnn.backprop.registry import is_float
 def trace(f: Callable, primals: Sequence, has_aux: bool = False):
     """Trace ``f(*primals)`` to a closed jaxpr over the flat leaves of ``primals``.
 
-    Returns ``(closed_jaxpr, flat_args, in_tree, out_tree, aux_tree)``; the jaxpr's outputs are
-    the flat leaves of ``f``'s output followed by the flat leaves of the aux value.
+    Returns ``(closed_jaxpr, flat_args, in_tree, out_tree, unflatten_aux)``; the jaxpr's
+    outputs are the flat leaves of ``f``'s output followed by the array leaves of the aux value;
+    ``unflatten_aux(those leaves)`` rebuilds aux, with its non-array leaves (strings, ...) as
+    they came, like ``jax.vjp``.
     """
     flat_args, in_tree = jax.tree_util.tree_flatten(primals)
     trees = {}
@@ -39,11 +42,22 @@ def trace(f: Callable, primals: Sequence, has_aux: bool = False):
         else:
             aux = None
         out_flat, trees["out"] = jax.tree_util.tree_flatten(out)
-        aux_flat, trees["aux"] = jax.tree_util.tree_flatten(aux)
-        return out_flat + aux_flat
+        aux_flat, aux_tree = jax.tree_util.tree_flatten(aux)
+        static = [TRACED if jcore.valid_jaxtype(x) else x for x in aux_flat]
+        trees["aux"] = functools.partial(unflatten_aux, aux_tree, static)
+        return out_flat + [x for x, s in zip(aux_flat, static, strict=True) if s is TRACED]
 
     closed = jax.make_jaxpr(flat_f)(*flat_args)
     return closed, flat_args, in_tree, trees["out"], trees["aux"]
+
+
+TRACED = object()  # marks an aux leaf that went through the trace
+
+
+def unflatten_aux(aux_tree, static, traced):
+    traced = iter(traced)
+    return jax.tree_util.tree_unflatten(aux_tree,
+                                        [next(traced) if s is TRACED else s for s in static])
 
 
 def zero_cotangent(x):
@@ -57,7 +71,7 @@ def vjp(f: Callable, *primals, has_aux: bool = False):
     """``(out, vjp_fn)`` or ``(out, vjp_fn, aux)``: ``vjp_fn(ct)`` returns a tuple with one
     cotangent per primal, each with the primal's structure, shape and dtype (float0 for
     integer leaves, as ``jax.vjp``)."""
-    closed, flat_args, in_tree, out_tree, aux_tree = trace(f, primals, has_aux)
+    closed, flat_args, in_tree, out_tree, rebuild_aux = trace(f, primals, has_aux)
     active_in = [is_float(x) for x in flat_args]
     outs, tape = engine.forward(closed.jaxpr, closed.consts, flat_args, active_in)
     n_out = out_tree.num_leaves
@@ -68,7 +82,7 @@ def vjp(f: Callable, *primals, has_aux: bool = False):
         if ct_tree != out_tree:
             raise TypeError("vjp_fn expected a cotangent with the structure of the output "
                             f"{out_tree}, got {ct_tree}")
-        for i, (c, o) in enumerate(zip(ct_flat, outs, strict=True)):
+        for i, (c, o) in enumerate(zip(ct_flat, outs[:n_out], strict=True)):
             if np.shape(c) != np.shape(o):
                 raise ValueError(f"vjp_fn: cotangent leaf {i} has shape {np.shape(c)}, the "
                                  f"output has shape {np.shape(o)}")
@@ -80,7 +94,7 @@ def vjp(f: Callable, *primals, has_aux: bool = False):
         return tuple(jax.tree_util.tree_unflatten(in_tree, ct_in))
 
     if has_aux:
-        return out, vjp_fn, jax.tree_util.tree_unflatten(aux_tree, outs[n_out:])
+        return out, vjp_fn, rebuild_aux(outs[n_out:])
     return out, vjp_fn
 
 

@@ -44,8 +44,10 @@ def call_backward(eqn, tape, invals, cts, active):
     return backward(jaxpr, tape, cts, active)
 
 
+# custom_jvp_call and custom_vjp_call: the primal body, differentiated by the engine's own
+# rules (see ``funcnn.backprop.conventions`` for what that means at kinks).
 defhigher("jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
-          "custom_vjp_call_jaxpr", forward=call_forward, backward=call_backward)
+          forward=call_forward, backward=call_backward)
 
 
 # --- remat: keep nothing, run the body again during the backward pass ---------------------
@@ -94,15 +96,33 @@ def loop_invariant_slots(jaxpr, num_consts, num_carry):
         range(n_const + num_consts + num_carry, n_const + n_in))
 
 
+def scan_layout(eqn):
+    """``(body jaxpr, its consts, num_consts, num_carry)`` of a scan equation.
+
+    JAX 0.10 names the counts (``num_consts``, ``num_carry``, a closed ``jaxpr``); JAX 0.11
+    gives an open ``jaxpr`` and the groups of inputs as ``ft_in = (consts, carry, xs)``.
+    """
+    p = eqn.params
+    jaxpr, consts = body_of(eqn)
+    if "num_consts" in p:
+        return jaxpr, consts, p["num_consts"], p["num_carry"]
+    groups = p.get("ft_in")
+    if groups is None or len(groups) != 3 or sum(map(len, groups)) != len(eqn.invars):
+        raise NotImplementedError(f"scan with params {sorted(p)}: this JAX's scan layout is "
+                                  "not one funcnn.backprop knows (num_consts/num_carry or "
+                                  "ft_in)")
+    return jaxpr, consts, len(groups[0]), len(groups[1])
+
+
 def scan_forward(eqn, invals, active):
     p = eqn.params
-    body, nc, ncar = p["jaxpr"], p["num_consts"], p["num_carry"]
+    jaxpr, body_consts, nc, ncar = scan_layout(eqn)
     consts, init, xs = invals[:nc], invals[nc:nc + ncar], invals[nc + ncar:]
-    act = scan_activity(body.jaxpr, active, nc, ncar)
-    skip = loop_invariant_slots(body.jaxpr, nc, ncar)
+    act = scan_activity(jaxpr, active, nc, ncar)
+    skip = loop_invariant_slots(jaxpr, nc, ncar)
 
     def step(carry, x):
-        outs, tape = forward(body.jaxpr, body.consts, [*consts, *carry, *x], act)
+        outs, tape = forward(jaxpr, body_consts, [*consts, *carry, *x], act)
         kept = tuple(None if i in skip else v for i, v in enumerate(tape.values))
         return outs[:ncar], (outs[ncar:], Tape(kept, tape.subs))
 
@@ -113,8 +133,7 @@ def scan_forward(eqn, invals, active):
 
 def scan_backward(eqn, stacked, invals, cts, active):
     p = eqn.params
-    body, nc, ncar = p["jaxpr"], p["num_consts"], p["num_carry"]
-    jaxpr = body.jaxpr
+    jaxpr, body_consts, nc, ncar = scan_layout(eqn)
     consts, xs = invals[:nc], invals[nc + ncar:]
     act = scan_activity(jaxpr, active, nc, ncar)
     carry_avals = [v.aval for v in jaxpr.invars[nc:nc + ncar]]
@@ -130,7 +149,7 @@ def scan_backward(eqn, stacked, invals, cts, active):
         ct_carry, ct_consts = state
         ct_y, tape, x = inp
         values = list(tape.values)  # refill the slots that were not stacked
-        values[:n_const + nc] = [*body.consts, *consts]
+        values[:n_const + nc] = [*body_consts, *consts]
         values[n_const + nc + ncar:n_const + n_in] = list(x)
         ct_in = backward(jaxpr, Tape(tuple(values), tape.subs), [*ct_carry, *ct_y], act)
         new_consts = [acc if c is None or acc is None else acc + c
@@ -181,7 +200,7 @@ def cond_forward(eqn, invals, active):
 
 
 def cond_backward(eqn, tapes, invals, cts, active):
-    index, ops = invals[0], invals[1:]
+    index = invals[0]
     act = list(active[1:])
     branches = eqn.params["branches"]
     op_avals = [v.aval for v in eqn.invars[1:]]

@@ -2,8 +2,9 @@
 selection, and the ops with no derivative.
 
 Conventions at points with no derivative (JAX's, see ``funcnn.backprop.conventions``):
-abs'(0) = 0; sign' = step' = floor' = round' = 0; max/min at a tie split the cotangent evenly
-(0.5 each); clamp passes the cotangent to the operand only strictly inside (lo, hi).
+abs'(0) = +1 (JAX >= 0.10: ``select(x >= 0, g, -g)``); sign' = step' = floor' = round' = 0;
+max/min at a tie split the cotangent evenly (0.5 each); clamp passes the cotangent to the
+operand only strictly inside (lo, hi).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ defunary("sqrt", lambda x, y: 0.5 / y)
 defunary("rsqrt", lambda x, y: -0.5 * y / x)
 defunary("cbrt", lambda x, y: (1 / 3) / (y * y))
 defunary("square", lambda x, y: 2 * x)
-defunary("abs", lambda x, y: jnp.sign(x))  # abs'(0) = sign(0) = 0
+defunary("abs", lambda x, y: jnp.where(x >= 0, 1.0, -1.0))  # abs'(0) = +1, as JAX
 defunary("sin", lambda x, y: jnp.cos(x))
 defunary("cos", lambda x, y: -jnp.sin(x))
 defunary("tan", lambda x, y: 1 + y * y)
