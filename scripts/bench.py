@@ -63,9 +63,10 @@ SYSTEMS = {"funcnn": backprop.value_and_grad, "jax.grad": jax.value_and_grad}
 
 
 def compile_step(step, *args):
-    lowered = jax.jit(step).lower(*args)
+    """Trace, lower and compile ``step``: compile_s counts all three (the engine's own work
+    happens while tracing)."""
     t0 = time.perf_counter()
-    compiled = lowered.compile()
+    compiled = jax.jit(step).lower(*args).compile()
     compile_s = time.perf_counter() - t0
     mem = compiled.memory_analysis()
     temp = getattr(mem, "temp_size_in_bytes", None) if mem is not None else None
@@ -73,31 +74,36 @@ def compile_step(step, *args):
     return compiled, compile_s, temp, arg
 
 
-def time_calls(fn, args, number):
+def time_calls(fn, args, number, sync=jax.block_until_ready):
+    """Milliseconds per call of ``fn(*args)``, waiting for the device at the end."""
     t0 = time.perf_counter()
     for _ in range(number):
         out = fn(*args)
-    jax.block_until_ready(out)
+    sync(out)
     return (time.perf_counter() - t0) / number * 1e3
 
 
-def bench_model(name, model, x, y, repeats, number, torch_step=None):
+def bench_model(name, model, x, y, repeats, number, torch_step=None, torch_sync=None):
     params = model.init(jax.random.PRNGKey(1))
-    runners, rows = {}, {}
+    runners, rows, stepped = {}, {}, {}
     for system, vg in SYSTEMS.items():
         compiled, compile_s, temp, arg = compile_step(make_step(model.loss, vg), params, x, y)
-        jax.block_until_ready(compiled(params, x, y))  # warm-up
+        stepped[system] = jax.block_until_ready(compiled(params, x, y))  # warm-up
         runners[system] = lambda c=compiled: time_calls(c, (params, x, y), number)
         rows[system] = {"model": name, "system": system, "compile_s": compile_s,
                         "temp_bytes": temp, "argument_bytes": arg, "times": []}
     if torch_step is not None:
         torch_step()  # warm-up
-        runners["torch"] = lambda: time_calls(lambda: torch_step(), (), number)
+        runners["torch"] = lambda: time_calls(torch_step, (), number, lambda _: torch_sync())
         rows["torch"] = {"model": name, "system": "torch", "compile_s": None,
                          "temp_bytes": None, "argument_bytes": None, "times": []}
     for _ in range(repeats):  # alternate systems within each repeat
         for system, run in runners.items():
             rows[system]["times"].append(run())
+    # What is timed is the same step: parameters after one step, funcnn against jax.grad.
+    diffs = jax.tree_util.tree_map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
+                                   stepped["funcnn"][0], stepped["jax.grad"][0])
+    rows["funcnn"]["max_param_diff_vs_jax_grad"] = max(jax.tree_util.tree_leaves(diffs))
     base = statistics.median(rows["jax.grad"]["times"])
     for row in rows.values():
         t = row.pop("times")
@@ -149,10 +155,11 @@ def main(argv=None):
     repeats = args.repeats or (2 if args.quick else 15)
     number = args.number or (2 if args.quick else 10)
 
-    torch_steps = {}
+    torch_steps, torch_sync = {}, None
     if not args.no_torch:
-        try:
-            from bench_torch import torch_steps as make_torch  # optional, same models in torch
+        try:  # optional: the same models in PyTorch eager
+            from bench_torch import sync as torch_sync
+            from bench_torch import torch_steps as make_torch
             torch_steps = make_torch(args.quick)
         except ImportError:
             torch_steps = {}
@@ -167,7 +174,8 @@ def main(argv=None):
     table = reference_models(args.quick)
     for name in args.models.split(","):
         model, x, y = table[name]
-        rows = bench_model(name, model, x, y, repeats, number, torch_steps.get(name))
+        rows = bench_model(name, model, x, y, repeats, number, torch_steps.get(name),
+                           torch_sync)
         for r in rows:
             temp = "-" if r["temp_bytes"] is None else f"{r['temp_bytes'] / 2**20:.2f}"
             comp = "-" if r["compile_s"] is None else f"{r['compile_s']:.2f}"

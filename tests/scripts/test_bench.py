@@ -1,0 +1,23 @@
+"""scripts/bench.py in quick mode: it runs, times every model for each system, and what it
+times is the same step (funcnn's parameters after one SGD step equal jax.grad's)."""
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
+import bench  # noqa: E402
+
+
+def test_bench_quick_runs_every_model_and_times_the_same_step(tmp_path):
+    out = tmp_path / "bench.json"
+    bench.main(["--quick", "--no-torch", "--repeats", "1", "--number", "1", "--json", str(out)])
+    report = json.loads(out.read_text())
+    rows = {(r["model"], r["system"]): r for r in report["results"]}
+    assert set(rows) == {(m, s) for m in ("mlp", "cnn", "rnn", "transformer")
+                         for s in ("funcnn", "jax.grad")}
+    for (model, system), r in rows.items():
+        assert r["ms_min"] <= r["ms_median"] <= r["ms_max"] and r["compile_s"] > 0
+        if system == "funcnn":
+            assert r["max_param_diff_vs_jax_grad"] < 1e-5, model
+    assert report["device"].startswith("cpu")
