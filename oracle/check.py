@@ -8,7 +8,23 @@ float leaves of ``args[argnums]`` is computed by
 2. ``jax``: ``jax.vjp``;
 3. ``fd``: central finite differences of ``s = <v, f>`` in float64 (``oracle.finite_diff``):
    every coordinate of a leaf with at most ``max_coords`` entries, else ``num_directions``
-   random directions u, compared as ``<u, J^T v> = <J u, v>``.
+   random directions u, compared as ``<u, J^T v> = <J u, v>``;
+4. ``yours`` (only with ``vjp=``): a backward pass you wrote, ``vjp(*args, v)``, returning
+   the cotangents of ``args[argnums]`` like ``jax.vjp``'s function does (one pytree for an
+   int ``argnums``, a tuple of them for a tuple). It is called as given (not jitted, so it
+   may be NumPy code), on the arguments as passed and ``v`` as NumPy arrays.
+
+Your gradient is compared with all three: pairs ``yours vs engine``, ``yours vs jax``,
+``yours vs fd`` on every leaf, and ``yours vs declared`` at the kinks of ``kink_grads``.
+Where ``f`` has no derivative (an entry equal to a point of ``kinks`` or of ``kink_grads``, or
+a coordinate where finite differences found a kink), ``yours vs engine`` and ``yours vs jax``
+do not compare: any convention is yours to choose there, and only the declared one
+(``kink_grads``) judges it.
+
+The engine differentiates ``jax.custom_vjp`` / ``jax.custom_jvp`` functions through their
+primal body, not through the custom rule (``funcnn.backprop.conventions``). A custom_vjp whose
+bwd is wrong therefore shows as ``jax vs fd`` and ``engine vs jax`` failing while ``engine vs
+fd`` passes. To check a backward pass of your own, pass it as ``vjp=``.
 
 Tolerances (see ``oracle.tolerance``): engine vs jax: ``rtol * (|jax| + scale)``; against
 finite differences: ``SAFETY * err + rtol * (|fd| + scale)`` where ``err`` is the Richardson
@@ -32,6 +48,10 @@ turn ``jax_enable_x64`` on for the call; the finite differences turn it on for t
 Example:
     >>> report = check_grads(lambda w, x: jnp.tanh(x @ w).sum(), w, x, argnums=(0, 1))
     >>> report.assert_ok()
+    >>> def my_vjp(w, x, g):  # a hand-written backward of f(w, x) = tanh(x @ w)
+    ...     d = g * (1 - np.tanh(x @ w) ** 2)
+    ...     return x.T @ d, d @ w.T
+    >>> check_grads(lambda w, x: jnp.tanh(x @ w), w, x, argnums=(0, 1), vjp=my_vjp).assert_ok()
 """
 from __future__ import annotations
 
@@ -142,14 +162,23 @@ def _path(names, path) -> str:
     return "/".join([names[path[0].idx]] + [_key_name(k) for k in path[1:]])
 
 
-def check_grads(f, *args, argnums=0, cotangent=None, seed=0, max_coords=64, num_directions=8,
-                kinks=(), kink_grads=None, engine=True, rtol=None, name=None) -> Report:
-    """Compare funcnn's engine, ``jax.vjp`` and float64 finite differences on ``f(*args)``.
+def check_grads(f, *args, argnums=0, vjp=None, cotangent=None, seed=0, max_coords=64,
+                num_directions=8, kinks=(), kink_grads=None, engine=True, rtol=None,
+                name=None) -> Report:
+    """Compare funcnn's engine, ``jax.vjp`` and float64 finite differences on ``f(*args)``,
+    and your own backward pass ``vjp`` if given.
 
     Args:
         f: a pure JAX function of ``args`` returning an array or a pytree of float arrays.
         args: its arguments (pytrees of arrays); integer leaves are never differentiated.
         argnums: int or tuple: the arguments whose float leaves are checked.
+        vjp: your gradient, ``vjp(*args, v) -> cotangents``: ``v`` has the structure of f's
+            output (1.0 for a scalar f: then return the gradient); the result is the
+            cotangent of ``args[argnums]`` for an int ``argnums``, else a tuple with one per
+            entry of ``argnums``, each with its argument's structure and shapes (None at
+            integer leaves). Adds the pairs ``yours vs engine``, ``yours vs jax``, ``yours
+            vs fd`` (and ``yours vs declared`` with ``kink_grads``); if it raises or returns
+            the wrong structure, the report carries an error ``yours: ...``.
         cotangent: v, with the structure of f's output; default 1 for a scalar output,
             else standard normal from ``numpy.random.default_rng(seed)``.
         seed: also seeds the random directions of large leaves (``finite_diff``).
@@ -159,8 +188,9 @@ def check_grads(f, *args, argnums=0, cotangent=None, seed=0, max_coords=64, num_
             coordinate within a step of one is "no derivative here".
         kink_grads: for an elementwise f, the declared derivative at kink points, e.g.
             ``{0.0: 0.0}`` for relu: at every input entry exactly equal to a key, the
-            engine's and jax's gradient must be cotangent * value (a leaf
-            ``<path> at kinks`` with pairs ``engine vs declared``, ``jax vs declared``).
+            engine's, jax's (and your) gradient must be cotangent * value (a leaf
+            ``<path> at kinks`` with pairs ``engine vs declared``, ``jax vs declared``,
+            ``yours vs declared``).
         engine: False checks only jax against finite differences.
         rtol: the rounding budget of the gradient under test (``oracle.tolerance``).
         name: the report's title (default: f's name).
@@ -192,6 +222,10 @@ def check_grads(f, *args, argnums=0, cotangent=None, seed=0, max_coords=64, num_
         ct = _cotangent(out_shape, cotangent, seed)
         grads, error = vjp_both(grads_fn, diff, fixed, ct, engine)
         report.errors += error
+        if vjp is not None:
+            yours, error = _yours(vjp, args, argnums, nums, ct, paths, values, diff_mask)
+            grads["yours"] = yours
+            report.errors += error
     fd = _finite_differences(stencil_fn, values, diff_mask, ct, seed, max_coords,
                              num_directions, kinks)
     if isinstance(fd, str):
@@ -199,13 +233,14 @@ def check_grads(f, *args, argnums=0, cotangent=None, seed=0, max_coords=64, num_
         fd = None
     diff_paths = [p for p, m in zip(paths, diff_mask, strict=True) if m]
     diff_values = [np.asarray(v) for v, m in zip(values, diff_mask, strict=True) if m]
-    side = "jax" if "jax" in grads else "engine"
-    overall = max((float(np.max(np.abs(g), initial=0.0)) for g in grads.get(side, [])),
-                  default=0.0)
+    side = "jax" if "jax" in grads else "engine" if "engine" in grads else "yours"
+    overall = max((float(np.max(np.abs(g), initial=0.0)) for g in grads.get(side, [])
+                   if g is not None), default=0.0)
+    points = list(kinks) + list(kink_grads or {})
     for i, (path, x) in enumerate(zip(diff_paths, diff_values, strict=True)):
         budget = rtol if rtol is not None else rtol_for(str(x.dtype))
         floor = FLOOR_ULPS * float(np.finfo(x.dtype).eps) * overall
-        report.leaves.append(_leaf_report(path, x, i, grads, fd, budget, floor))
+        report.leaves.append(_leaf_report(path, x, i, grads, fd, budget, floor, points))
         if kink_grads:
             leaf = _kink_report(path, x, i, grads, ct, kink_grads, budget, floor)
             if leaf is not None:
@@ -232,6 +267,55 @@ def vjp_both(grads_fn, diff, fixed, ct, engine=True):
     for side, (_, g) in res.items():
         grads[side] = [np.asarray(x) for x in g]
     return grads, errors
+
+
+def _yours(vjp, args, argnums, nums, ct, paths, values, diff_mask):
+    """([your gradient leaf or None per differentiated leaf], [error messages])."""
+    n_diff = sum(diff_mask)
+    ct_np = jax.tree_util.tree_map(np.asarray, ct)
+    try:
+        out = vjp(*args, ct_np)
+    except Exception as err:  # the report names it; it is not a crash of the oracle
+        return [None] * n_diff, [f"yours: vjp raised {type(err).__name__}: {err}"]
+    if isinstance(argnums, int):
+        per_arg = {argnums: out}
+    elif isinstance(out, tuple | list) and len(out) == len(nums):
+        per_arg = dict(zip(nums, out, strict=True))
+    else:
+        got = f"a {type(out).__name__} of length {len(out)}" if isinstance(
+            out, tuple | list) else f"a {type(out).__name__}"
+        return [None] * n_diff, [f"yours: vjp returned {got}; expected a tuple of {len(nums)} "
+                                 f"cotangents, one per entry of argnums={tuple(nums)}"]
+    leaves, errors, k = [], [], 0
+    for j, arg in enumerate(args):
+        treedef = jax.tree_util.tree_structure(arg)
+        mine = None
+        if j in per_arg:
+            try:
+                mine = treedef.flatten_up_to(per_arg[j])
+            except Exception as err:
+                errors.append(f"yours: the cotangent of argument {j} does not have its "
+                              f"structure ({err})")
+        for leaf_i in range(treedef.num_leaves):
+            if diff_mask[k]:
+                g = None if mine is None else mine[leaf_i]
+                x = np.asarray(values[k])
+                if mine is not None and g is None:
+                    errors.append(f"yours: no cotangent for {paths[k]}")
+                elif g is not None:
+                    try:
+                        g = np.asarray(g, np.float64)
+                    except Exception as err:
+                        errors.append(f"yours: {paths[k]}: not an array "
+                                      f"({type(err).__name__}: {err})")
+                        g = None
+                    if g is not None and g.shape != x.shape:
+                        errors.append(f"yours: {paths[k]}: cotangent of shape {g.shape}, the "
+                                      f"argument has shape {x.shape}")
+                        g = None
+                leaves.append(g)
+            k += 1
+    return leaves, errors
 
 
 def _merge(diff, fixed, diff_mask):
@@ -306,8 +390,8 @@ def _kink_report(path, x, i, grads, ct, kink_grads, budget, floor):
     leaf = LeafReport(f"{path} at kinks", (int(on.sum()),), str(x.dtype),
                       f"declared {declared[0] if len(declared) == 1 else declared}")
     tol = budget * np.abs(want) + floor + np.finfo(x.dtype).eps * np.abs(cts[0][on])
-    for side in ("engine", "jax"):
-        if side in grads:
+    for side in ("engine", "jax", "yours"):
+        if side in grads and grads[side][i] is not None:
             got = np.asarray(grads[side][i], np.float64)[on]
             leaf.pairs.append(_pair(f"{side} vs declared", got, want, tol, labels))
     if not leaf.ok:
@@ -316,21 +400,34 @@ def _kink_report(path, x, i, grads, ct, kink_grads, budget, floor):
     return leaf
 
 
-def _leaf_report(path, x, i, grads, fd, budget, floor) -> LeafReport:
-    g = {side: grads[side][i] for side in grads}
+def _leaf_report(path, x, i, grads, fd, budget, floor, points=()) -> LeafReport:
+    g = {side: grads[side][i] for side in grads if grads[side][i] is not None}
     leaf = LeafReport(path, tuple(x.shape), str(x.dtype), "engine vs jax only")
     flat_labels = [tuple(int(j) for j in np.unravel_index(k, x.shape)) for k in range(x.size)]
-    if "engine" in g and "jax" in g:
-        b = np.asarray(g["jax"], np.float64)
+
+    def versus(a_side, b_side, mask=None):
+        b = np.asarray(g[b_side], np.float64)
         tol = budget * (np.abs(b) + np.max(np.abs(b), initial=0.0)) + floor
-        leaf.pairs.append(_pair("engine vs jax", g["engine"], b, tol, flat_labels))
-    if fd is None:
-        return leaf
-    dirs, est, no_deriv = fd[i]
-    leaf.mode = f"{len(dirs.h)} {'coordinates' if dirs.coordinatewise else 'directions'}"
-    leaf.no_derivative = [str(lab) for lab, nd in zip(dirs.labels, no_deriv, strict=True) if nd]
-    for side in ("engine", "jax"):
-        if side not in g:
+        leaf.pairs.append(_pair(f"{a_side} vs {b_side}", g[a_side], b, tol, flat_labels, mask))
+
+    if "engine" in g and "jax" in g:
+        versus("engine", "jax")
+    # entries with no derivative: on a declared kink, or a coordinate where fd found one
+    kinked = np.isin(np.asarray(x, np.float64).reshape(-1), points) if points else \
+        np.zeros(x.size, bool)
+    if fd is not None and fd[i][0].coordinatewise:
+        kinked = kinked | ~fd[i][1].smooth
+    if fd is not None:
+        dirs, est, no_deriv = fd[i]
+        leaf.mode = f"{len(dirs.h)} {'coordinates' if dirs.coordinatewise else 'directions'}"
+        leaf.no_derivative = [str(lab) for lab, nd in zip(dirs.labels, no_deriv, strict=True)
+                              if nd]
+    sides = [side for side in ("engine", "jax") if side in g]
+    for side in sides + (["yours"] if "yours" in g else []):
+        if side == "yours":
+            for other in sides:
+                versus("yours", other, ~kinked)
+        if fd is None:
             continue
         gf = np.asarray(g[side], np.float64).reshape(-1)
         a = dirs.u @ gf  # <u_d, J^T v>
@@ -340,6 +437,10 @@ def _leaf_report(path, x, i, grads, fd, budget, floor) -> LeafReport:
             scale = np.abs(dirs.u) @ np.abs(gf)
         tol = SAFETY * est.err + budget * (np.abs(est.deriv) + scale) + floor
         leaf.pairs.append(_pair(f"{side} vs fd", a, est.deriv, tol, dirs.labels, ~no_deriv))
-    if leaf.no_derivative and len(leaf.no_derivative) == len(dirs.h):
+    if fd is not None and leaf.no_derivative and len(leaf.no_derivative) == len(dirs.h):
         leaf.note = "every checked entry is at a point with no derivative"
+    theirs = [p for p in leaf.pairs if not p.pair.startswith("yours")]
+    if theirs and all(p.ok for p in theirs) and not leaf.ok:
+        others = ", ".join(p.replace("yours vs ", "") for p in leaf.failed_pairs)
+        leaf.note = f"your vjp disagrees with {others}, which agree: the bug is in your vjp"
     return leaf

@@ -6,6 +6,10 @@ Each leaf carries one ``PairResult`` per comparison made on it:
 - ``engine vs fd`` and ``jax vs fd``: each against float64 central finite differences, per
   coordinate (small leaves) or per random direction (large leaves, compared as
   ``<u, J^T v>`` = ``<J u, v>``).
+- with ``check_grads(..., vjp=your_vjp)``: ``yours vs engine``, ``yours vs jax`` (every entry
+  with a derivative) and ``yours vs fd``: your backward pass against each of the three;
+- with ``kink_grads``: a leaf ``<path> at kinks`` with ``engine vs declared``, ``jax vs
+  declared`` (and ``yours vs declared``): the gradient at the kinks against the declared value.
 
 A pair passes when every compared entry has ``|a - b| <= tol``; ``worst`` is the entry with
 the largest ``|a - b| / tol`` (the one nearest to failing, or failing worst). Entries where
@@ -24,6 +28,8 @@ import math
 from dataclasses import asdict, dataclass, field
 
 PAIRS = ("engine vs jax", "engine vs fd", "jax vs fd")
+YOUR_PAIRS = ("yours vs engine", "yours vs jax", "yours vs fd")
+DECLARED_PAIRS = ("engine vs declared", "jax vs declared", "yours vs declared")
 
 
 @dataclass

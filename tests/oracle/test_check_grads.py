@@ -1,5 +1,6 @@
-"""check_grads: passes on correct functions in float64 and float32, reports kinks as "no
-derivative here", and catches every planted wrong gradient (see ``mutants.py``)."""
+"""check_grads: passes on correct functions in float64 and float32 (with and without a
+hand-written ``vjp=``), reports kinks as "no derivative here", and catches every planted wrong
+gradient (see ``mutants.py``)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,9 +9,20 @@ import pytest
 import oracle
 from funcnn import activations
 from funcnn.backprop import VJP_RULES
-from tests.oracle.mutants import KINKED, MUTANTS
+from tests.oracle.mutants import KINKED, MUTANTS, PLANTED_CUSTOM_VJP
 
 RNG = np.random.default_rng(0)
+YOURS = {"yours vs engine", "yours vs jax", "yours vs fd"}
+
+
+def tanh_dense_vjp(w, x, g):  # a hand-written backward, in NumPy, of tanh(x @ w)
+    d = g * (1 - np.tanh(x @ w) ** 2)
+    return x.T @ d, d @ w.T
+
+
+def dict_params_vjp(p, x, g):  # pytrees: one cotangent per argnum, with its structure
+    c = g * np.cos(x * p["a"])
+    return {"a": c * x, "b": 2 * g * p["b"]}, c * p["a"]
 
 CORRECT = {
     "tanh_dense": (lambda w, x: jnp.tanh(x @ w), (RNG.standard_normal((3, 2)),
@@ -23,6 +35,8 @@ CORRECT = {
     # 120 entries > max_coords: random directions, compared as <u, J^T v> = <J u, v>
     "large_leaf": (lambda x: jnp.sum(jnp.tanh(x) ** 2), (RNG.standard_normal((10, 12)),), 0),
 }
+VJPS = {"tanh_dense": tanh_dense_vjp, "dict_params": dict_params_vjp,
+        "large_leaf": lambda x, g: g * 2 * np.tanh(x) * (1 - np.tanh(x) ** 2)}
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -30,10 +44,12 @@ CORRECT = {
 def test_correct_functions_pass(name, dtype):
     f, args, argnums = CORRECT[name]
     args = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), args)
-    report = oracle.check_grads(f, *args, argnums=argnums)
+    report = oracle.check_grads(f, *args, argnums=argnums, vjp=VJPS.get(name))
     report.assert_ok()
     assert report.no_derivative_count == 0
-    assert all(len(leaf.pairs) == 3 for leaf in report.leaves)
+    pairs = ["engine vs jax", "engine vs fd", "jax vs fd"]
+    pairs += ["yours vs engine", "yours vs jax", "yours vs fd"] if name in VJPS else []
+    assert all([p.pair for p in leaf.pairs] == pairs for leaf in report.leaves)
 
 
 def test_large_leaf_uses_seeded_directions():
@@ -103,27 +119,107 @@ def test_engine_failure_is_reported_not_raised():
 
 @pytest.mark.parametrize("name", sorted(MUTANTS))
 def test_every_planted_bug_is_caught(name):
-    (mutant, twin), args, argnums = MUTANTS[name]
+    f, (mutant, twin), args, argnums = MUTANTS[name]
     conventions = dict(kinks=(0.0,), kink_grads={0.0: 0.0})
-    oracle.check_grads(twin, *args, argnums=argnums, **conventions).assert_ok()
-    report = oracle.check_grads(mutant, *args, argnums=argnums, **conventions)
-    assert not report.ok
+    twin_report = oracle.check_grads(f, *args, argnums=argnums, vjp=twin, **conventions)
+    twin_report.assert_ok()
+    assert {p.pair for leaf in twin_report.leaves for p in leaf.pairs} >= YOURS
+    report = oracle.check_grads(f, *args, argnums=argnums, vjp=mutant, **conventions)
+    assert not report.ok and not report.errors
     failed = {p for leaf in report.leaves for p in leaf.failed_pairs}
-    if name == "relu_derivative_1_at_0":
-        assert failed == {"engine vs declared", "jax vs declared"}
-    else:  # engine and jax both run the planted bwd; finite differences see the truth
-        assert {"engine vs fd", "jax vs fd"} <= failed
+    if name == "relu_derivative_1_at_0":  # no derivative at 0: only the convention judges
+        assert failed == {"yours vs declared"}
+    else:  # engine, jax and finite differences all see the true derivative of f
+        assert failed == YOURS
     with pytest.raises(AssertionError, match="gradient check failed"):
         report.assert_ok()
 
 
 def test_relu_derivative_at_0_is_judged_against_the_convention():
-    (mutant, _), args, _ = MUTANTS["relu_derivative_1_at_0"]
-    report = oracle.check_grads(mutant, *args, kinks=(0.0,), kink_grads={0.0: 0.0})
+    f, (mutant, _), args, _ = MUTANTS["relu_derivative_1_at_0"]
+    report = oracle.check_grads(f, *args, vjp=mutant, kinks=(0.0,), kink_grads={0.0: 0.0})
     x_leaf, kink_leaf = report.leaves
     assert x_leaf.ok and x_leaf.no_derivative == ["(0, 1)", "(1, 0)"]
     assert kink_leaf.path == "z at kinks" and not kink_leaf.ok
+    assert kink_leaf.failed_pairs == ["yours vs declared"]
+    (pair,) = [p for p in kink_leaf.pairs if not p.ok]
+    assert pair.worst == "(0, 1)" and pair.b_at_worst == 0.0 and pair.a_at_worst != 0.0
     assert "not the declared convention" in report.table()
+    # without a declared convention, nothing judges the value at 0
+    assert oracle.check_grads(f, *args, vjp=mutant, kinks=(0.0,)).ok
+
+
+def test_failing_pair_names_the_worst_entry():
+    f, (mutant, _), args, argnums = MUTANTS["transposed_weight_gradient"]
+    g = RNG.standard_normal((3, 4))
+    report = oracle.check_grads(f, *args, argnums=argnums, vjp=mutant, cotangent=g)
+    w_leaf = report.leaves[0]
+    assert w_leaf.path == "w" and w_leaf.failed_pairs == sorted(YOURS, key=[
+        "yours vs engine", "yours vs jax", "yours vs fd"].index)
+    assert [leaf.ok for leaf in report.leaves[1:]] == [True, True]  # b and x are right
+    pair = w_leaf.pairs[3]
+    dw = args[2].T @ g
+    i, j = (int(v) for v in pair.worst.strip("()").split(","))
+    assert pair.a_at_worst == pytest.approx(dw[j, i]) and pair.b_at_worst == pytest.approx(
+        dw[i, j])
+    table = report.table()
+    assert "yours vs engine" in table and pair.worst in table and "FAIL" in table
+    assert "w: your vjp disagrees with engine, jax, fd, which agree" in table
+
+
+def test_a_custom_vjp_with_a_planted_bwd_is_differentiated_through_its_body():
+    # jax.vjp runs the planted bwd; the engine differentiates the primal body with its own
+    # rules (funcnn.backprop.conventions), so it agrees with finite differences
+    f, args = PLANTED_CUSTOM_VJP
+    report = oracle.check_grads(f, *args)
+    assert set(report.leaves[0].failed_pairs) == {"engine vs jax", "jax vs fd"}
+    assert [p.ok for p in report.leaves[0].pairs if p.pair == "engine vs fd"] == [True]
+
+
+def test_your_vjp_int_argnums_and_pytrees():
+    f = lambda p, x, labels: jnp.sum(jnp.sin(x * p["a"]) + p["b"] ** 2) + 0 * labels.sum()
+    p, x, labels = {"a": RNG.standard_normal(3), "b": RNG.standard_normal(3)}, \
+        RNG.standard_normal(3), np.array([1, 2])
+    one = oracle.check_grads(f, p, x, labels, argnums=1,
+                             vjp=lambda p, x, labels, g: g * np.cos(x * p["a"]) * p["a"])
+    assert [leaf.path for leaf in one.leaves] == ["x"] and one.ok
+    both = oracle.check_grads(  # None at an integer leaf
+        f, p, x, labels, argnums=(2, 0),
+        vjp=lambda p, x, labels, g: (None, dict_params_vjp(p, x, g)[0]))
+    assert [leaf.path for leaf in both.leaves] == ["p/a", "p/b"] and both.ok, both
+
+
+def test_your_vjp_at_a_point_with_no_derivative_is_yours_to_choose():
+    x = np.array([1.0, 1.0, 0.0])  # a max tie: the engine splits, numpy's argmax takes the first
+    report = oracle.check_grads(lambda x: jnp.max(x), x,
+                                vjp=lambda x, g: g * (np.arange(3) == np.argmax(x)))
+    report.assert_ok()
+    assert report.leaves[0].no_derivative == ["(0,)", "(1,)"]
+    assert [p.compared for p in report.leaves[0].pairs if p.pair.startswith("yours")] == [1] * 3
+
+
+def test_your_vjp_without_the_engine():
+    f, args, argnums = CORRECT["tanh_dense"]
+    report = oracle.check_grads(f, *args, argnums=argnums, vjp=tanh_dense_vjp, engine=False)
+    report.assert_ok()
+    assert [p.pair for p in report.leaves[0].pairs] == ["jax vs fd", "yours vs jax",
+                                                       "yours vs fd"]
+
+
+@pytest.mark.parametrize("name, vjp, message", [
+    ("tanh_dense", lambda w, x, g: 1 / 0, "yours: vjp raised ZeroDivisionError"),
+    ("tanh_dense", lambda w, x, g: x.T @ g, "expected a tuple of 2 cotangents"),
+    ("tanh_dense", lambda w, x, g: (g.T @ x, g @ w.T),
+     "yours: w: cotangent of shape (2, 3), the argument has shape (3, 2)"),
+    ("dict_params", lambda p, x, g: ({"a": x}, x),
+     "the cotangent of argument 0 does not have its structure"),
+])
+def test_a_broken_vjp_is_reported_not_raised(name, vjp, message):
+    f, args, argnums = CORRECT[name]
+    report = oracle.check_grads(f, *args, argnums=argnums, vjp=vjp)
+    assert not report.ok
+    assert any(message in e for e in report.errors), report.errors
+    assert message in report.table()
 
 
 def test_relu_written_with_the_wrong_branch_is_caught_by_the_convention():
