@@ -465,3 +465,27 @@ def test_scan_gradient_of_long_sequence_is_exact():
 def rnn_long(w, xs):
     h, _ = lax.scan(lambda h, x: (jnp.tanh(h @ w + x), None), jnp.zeros(4), xs)
     return h.sum()
+
+
+def scan_equations(jaxpr):
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "scan":
+            yield eqn
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            yield from scan_equations(sub)
+
+
+@pytest.mark.parametrize("f, x", [(c[1], c[2]) for c in CASES if c[3] == "scan"],
+                         ids=[c[0] for c in CASES if c[3] == "scan"])
+def test_scan_counts_read_off_the_types_match_the_declared_ones(f, x):
+    """JAX 0.11's scan does not declare num_consts/num_carry; the engine reads them off the
+    types there. Where JAX declares them (0.10), the two must agree."""
+    from funcnn.backprop.rules.control import body_of, scan_counts_from_types
+
+    eqns = list(scan_equations(jax.make_jaxpr(f)(W, x).jaxpr))
+    assert eqns
+    for eqn in eqns:
+        if "num_consts" not in eqn.params:
+            pytest.skip("this JAX declares no counts to compare with")
+        declared = (eqn.params["num_consts"], eqn.params["num_carry"])
+        assert scan_counts_from_types(eqn, body_of(eqn)[0]) == declared

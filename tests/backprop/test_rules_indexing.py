@@ -133,8 +133,14 @@ def draw(name, samplers):
     return rng, [jnp.asarray(s(rng)) for s in samplers]
 
 
+SET_WITH_DUPLICATES = {"at[idx].set duplicate", "at[idx].set clip duplicate", "at[:, idx].set"}
+
+
 @pytest.mark.parametrize("name", list(GATHER) + list(SCATTER))
 def test_matches_jax_and_finite_differences(name):
+    if name in SET_WITH_DUPLICATES and jax.default_backend() == "gpu":
+        pytest.skip("a scatter that overwrites with duplicate indices lets an unspecified "
+                    "update win on GPUs: which one gets the cotangent is not defined there")
     f, samplers = {**GATHER, **SCATTER}[name]
     rng, args = draw(name, samplers)
     check_vjp(f, args, rng)

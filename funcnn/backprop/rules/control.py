@@ -99,19 +99,31 @@ def loop_invariant_slots(jaxpr, num_consts, num_carry):
 def scan_layout(eqn):
     """``(body jaxpr, its consts, num_consts, num_carry)`` of a scan equation.
 
-    JAX 0.10 names the counts (``num_consts``, ``num_carry``, a closed ``jaxpr``); JAX 0.11
-    gives an open ``jaxpr`` and the groups of inputs as ``ft_in = (consts, carry, xs)``.
+    JAX 0.10 names the counts (``num_consts``, ``num_carry``). JAX 0.11 does not (its
+    ``ft_in``/``ft_out`` describe pytrees, not counts), so they are read off the types, which
+    fix them: inputs are consts, carry, xs in that order; an xs input (and a ys output) has a
+    leading axis of ``length`` that the body's variable lacks, a const or carry has the body's
+    type exactly; and the carries are the leading outputs whose type the body keeps.
     """
     p = eqn.params
     jaxpr, consts = body_of(eqn)
     if "num_consts" in p:
         return jaxpr, consts, p["num_consts"], p["num_carry"]
-    groups = p.get("ft_in")
-    if groups is None or len(groups) != 3 or sum(map(len, groups)) != len(eqn.invars):
-        raise NotImplementedError(f"scan with params {sorted(p)}: this JAX's scan layout is "
-                                  "not one funcnn.backprop knows (num_consts/num_carry or "
-                                  "ft_in)")
-    return jaxpr, consts, len(groups[0]), len(groups[1])
+    return jaxpr, consts, *scan_counts_from_types(eqn, jaxpr)
+
+
+def scan_counts_from_types(eqn, jaxpr):
+    """``(num_consts, num_carry)`` of a scan, from its inputs' and outputs' types."""
+
+    def same(outer, inner):
+        return tuple(outer.aval.shape) == tuple(inner.aval.shape)
+
+    n_in = next((i for i, (o, b) in enumerate(zip(eqn.invars, jaxpr.invars, strict=True))
+                 if not same(o, b)), len(eqn.invars))  # consts + carry
+    num_carry = next((i for i, (o, b) in enumerate(zip(eqn.outvars, jaxpr.outvars,
+                                                       strict=True))
+                      if not same(o, b)), len(eqn.outvars))
+    return n_in - num_carry, num_carry
 
 
 def scan_forward(eqn, invals, active):
