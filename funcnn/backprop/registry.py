@@ -68,6 +68,17 @@ def defunary(name: str, derivative: Callable) -> None:
     VJP_RULES[name] = rule
 
 
+def defquotient(name: str, denominator: Callable) -> None:
+    """An elementwise unary op whose derivative is 1 / ``denominator(x, out)``: the rule
+    divides (one fused op) instead of multiplying by a reciprocal computed apart."""
+
+    def rule(ct, x, *, out, **_):
+        return (ct / denominator(x, out).astype(ct.dtype),)
+
+    rule.__name__ = f"vjp_{name}"
+    VJP_RULES[name] = rule
+
+
 def defnograd(*names: str) -> None:
     """Ops whose outputs carry no derivative: comparisons, integer ops, argmax, iota, ..."""
 

@@ -15,6 +15,7 @@ from jax import lax
 
 from funcnn.backprop.registry import (
     defnograd,
+    defquotient,
     defunary,
     defvjp,
     is_float,
@@ -26,13 +27,13 @@ from funcnn.backprop.registry import (
 defunary("exp", lambda x, y: y)
 defunary("exp2", lambda x, y: y * math.log(2.0))
 defunary("expm1", lambda x, y: y + 1)
-defunary("log", lambda x, y: 1 / x)
-defunary("log1p", lambda x, y: 1 / (1 + x))
+defquotient("log", lambda x, y: x)
+defquotient("log1p", lambda x, y: 1 + x)
 defunary("tanh", lambda x, y: 1 - y * y)
 defunary("logistic", lambda x, y: y * (1 - y))
-defunary("sqrt", lambda x, y: 0.5 / y)
+defquotient("sqrt", lambda x, y: 2 * y)
 defunary("rsqrt", lambda x, y: -0.5 * y / x)
-defunary("cbrt", lambda x, y: (1 / 3) / (y * y))
+defquotient("cbrt", lambda x, y: 3 * y * y)
 defunary("square", lambda x, y: 2 * x)
 defunary("abs", lambda x, y: jnp.where(x >= 0, 1.0, -1.0))  # abs'(0) = +1, as JAX
 defunary("sin", lambda x, y: jnp.cos(x))
@@ -40,12 +41,12 @@ defunary("cos", lambda x, y: -jnp.sin(x))
 defunary("tan", lambda x, y: 1 + y * y)
 defunary("asin", lambda x, y: lax.rsqrt(1 - x * x))
 defunary("acos", lambda x, y: -lax.rsqrt(1 - x * x))
-defunary("atan", lambda x, y: 1 / (1 + x * x))
+defquotient("atan", lambda x, y: 1 + x * x)
 defunary("sinh", lambda x, y: jnp.cosh(x))
 defunary("cosh", lambda x, y: jnp.sinh(x))
 defunary("asinh", lambda x, y: lax.rsqrt(x * x + 1))
 defunary("acosh", lambda x, y: lax.rsqrt((x - 1) * (x + 1)))
-defunary("atanh", lambda x, y: 1 / (1 - x * x))
+defquotient("atanh", lambda x, y: 1 - x * x)
 defunary("erf", lambda x, y: (2 / math.sqrt(math.pi)) * jnp.exp(-x * x))
 defunary("erfc", lambda x, y: (-2 / math.sqrt(math.pi)) * jnp.exp(-x * x))
 defunary("erf_inv", lambda x, y: (math.sqrt(math.pi) / 2) * jnp.exp(y * y))
