@@ -196,8 +196,8 @@ def sweeps(quick):
     if quick:
         return [("closed_form_vs_d", "closed_form", "d", [(1024, d) for d in (128, 256, 512)],
                  3),
-                ("closed_form_vs_n", "closed_form", "n", [(n, 32) for n in (2048, 4096, 8192)],
-                 3),
+                ("closed_form_vs_n", "closed_form", "n",  # X of 4 MB and up: out of cache
+                 [(n, 64) for n in (16384, 32768, 65536)], 3),
                 ("gd_update_vs_n", "gd_update", "n",
                  [(n, 64) for n in (131072, 262144, 524288)], 3),
                 ("gd_update_vs_d", "gd_update", "d", [(65536, d) for d in (128, 256, 512)], 3)]
