@@ -27,7 +27,7 @@ def trace(f: Callable, primals: Sequence, has_aux: bool = False):
     Returns ``(closed_jaxpr, flat_args, in_tree, out_tree, unflatten_aux)``; the jaxpr's
     outputs are the flat leaves of ``f``'s output followed by the array leaves of the aux value;
     ``unflatten_aux(those leaves)`` rebuilds aux, with its non-array leaves (strings, ...) as
-    they came, like ``jax.vjp``.
+    they came, like JAX's ``vjp``.
     """
     flat_args, in_tree = jax.tree_util.tree_flatten(primals)
     trees = {}
@@ -70,7 +70,7 @@ def zero_cotangent(x):
 def vjp(f: Callable, *primals, has_aux: bool = False):
     """``(out, vjp_fn)`` or ``(out, vjp_fn, aux)``: ``vjp_fn(ct)`` returns a tuple with one
     cotangent per primal, each with the primal's structure, shape and dtype (float0 for
-    integer leaves, as ``jax.vjp``)."""
+    integer leaves, as JAX's ``vjp``)."""
     closed, flat_args, in_tree, out_tree, rebuild_aux = trace(f, primals, has_aux)
     active_in = [is_float(x) for x in flat_args]
     outs, tape = engine.forward(closed.jaxpr, closed.consts, flat_args, active_in)
@@ -99,7 +99,7 @@ def vjp(f: Callable, *primals, has_aux: bool = False):
 
 
 def check_differentiable(args, argnums: Sequence[int]) -> None:
-    """Like ``jax.grad``: differentiated inputs must be floating point (name the leaf)."""
+    """Like JAX's ``grad``: differentiated inputs must be floating point (name the leaf)."""
     for i in argnums:
         for path, leaf in jax.tree_util.tree_flatten_with_path(args[i])[0]:
             if not is_float(leaf):
@@ -111,7 +111,7 @@ def check_differentiable(args, argnums: Sequence[int]) -> None:
 
 
 def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False):
-    """Like ``jax.value_and_grad``: ``f`` must return a real scalar (or ``(scalar, aux)``)."""
+    """Like JAX's ``value_and_grad``: ``f`` must return a real scalar (or ``(scalar, aux)``)."""
     single = isinstance(argnums, int)
     nums = (argnums,) if single else tuple(argnums)
 
@@ -143,7 +143,7 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool 
 
 
 def grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False):
-    """Like ``jax.grad``: the gradient of a real scalar ``f`` w.r.t. ``args[argnums]``."""
+    """Like JAX's ``grad``: the gradient of a real scalar ``f`` w.r.t. ``args[argnums]``."""
     vg = value_and_grad(f, argnums, has_aux)
 
     @functools.wraps(f)

@@ -16,14 +16,14 @@ every golden manifest (``conventions``).
 | where(mask, logits, -inf) masked    | 0 to the masked logits       | select_n                  |
 | max pooling at a tie                | JAX's select_and_scatter     | reduce_window_max         |
 
-One difference from ``jax.grad`` is by design: ``jax.custom_jvp`` and ``jax.custom_vjp``
+One difference from JAX's ``grad`` is by design: ``jax.custom_jvp`` and ``jax.custom_vjp``
 functions are differentiated through their primal body by the engine's own rules, not through
 the user's custom rule (the engine uses no JAX differentiation and no custom_vjp internals).
 Where the rule is the body's derivative the two agree. Where it is not, the engine gives the
-body's true derivative (finite differences agree with it) and ``jax.grad`` gives the rule:
+body's true derivative (finite differences agree with it) and JAX's ``grad`` gives the rule:
 
 - ``jax.nn.relu`` (a custom_jvp around ``max(z, 0)``) at exactly 0: 0.5 (max's tie rule),
-  ``jax.grad`` 0; ``funcnn.activations.relu`` is written with ``where`` and gives 0 like JAX;
+  JAX's ``grad`` 0; ``funcnn.activations.relu`` is written with ``where`` and gives 0 like JAX;
 - a custom_vjp that changes the gradient on purpose (gradient clipping, straight-through
   estimators): the engine gives the unmodified gradient of the body;
 - a custom rule written for numerical safety (``jnp.sinc`` at 0, safe norms at 0): at that
