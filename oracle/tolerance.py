@@ -68,11 +68,6 @@ def rtol_for(dtype: str, depth: str = "deep") -> float:
     return table[depth]
 
 
-def atol_for(dtype: str, rtol: float, scale: float) -> float:
-    """The absolute tolerance of one array whose largest |reference| is ``scale``."""
-    return max(ATOL_FLOOR[str(dtype)], rtol * float(scale))
-
-
 # Rounding noise in an array whose true value is (nearly) 0 is relative to the other arrays of
 # its group, not to itself: the attention key bias has gradient exactly 0, computed as a sum of
 # terms the size of the other gradients. Its atol is at least NOISE_ULPS * eps * group scale.

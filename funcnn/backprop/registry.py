@@ -116,11 +116,6 @@ def unbroadcast(ct, shape) -> jnp.ndarray:
     return summed.reshape(shape)
 
 
-def zeros_like_aval(x):
-    """Dense zeros with the shape and dtype of ``x`` (an array or a literal)."""
-    return jnp.zeros(np.shape(x), dtype=jnp.result_type(x))
-
-
 def is_float(x) -> bool:
     """Whether values like ``x`` carry a derivative (inexact dtypes only)."""
     return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
