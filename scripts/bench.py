@@ -5,6 +5,8 @@ process, alternating systems so that drift in the machine hits all of them alike
     python scripts/bench.py                 # the four reference models at their fixed sizes
     python scripts/bench.py --quick         # tiny sizes, a few repeats (CI keeps it from rotting)
     python scripts/bench.py --json out.json
+    python scripts/bench.py --xla-option xla_cpu_experimental_ynn_fusion_type=\
+        LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE   # both systems alike
 
 For each model and system: median / min / max milliseconds per step over repeated runs after
 warm-up, the ratio to jax.grad, compile seconds, and XLA's memory analysis of the compiled step
@@ -62,11 +64,11 @@ def make_step(loss, value_and_grad):
 SYSTEMS = {"funcnn": backprop.value_and_grad, "jax.grad": jax.value_and_grad}
 
 
-def compile_step(step, *args):
-    """Trace, lower and compile ``step``: compile_s counts all three (the engine's own work
-    happens while tracing)."""
+def compile_step(step, *args, options=None):
+    """Trace, lower and compile ``step`` with XLA compiler ``options`` (a dict, or None):
+    compile_s counts all three (the engine's own work happens while tracing)."""
     t0 = time.perf_counter()
-    compiled = jax.jit(step).lower(*args).compile()
+    compiled = jax.jit(step).lower(*args).compile(compiler_options=options or None)
     compile_s = time.perf_counter() - t0
     mem = compiled.memory_analysis()
     temp = getattr(mem, "temp_size_in_bytes", None) if mem is not None else None
@@ -83,13 +85,15 @@ def time_calls(fn, args, number, sync=jax.block_until_ready):
     return (time.perf_counter() - t0) / number * 1e3
 
 
-def bench_model(name, model, x, y, repeats, number, torch_step=None, torch_sync=None):
+def bench_model(name, model, x, y, repeats, number, torch_step=None, torch_sync=None,
+                options=None):
     params = model.init(jax.random.PRNGKey(1))
     runners, rows, stepped = {}, {}, {}
     for vg in SYSTEMS.values():  # warm the compiler's caches (GPU autotuning) for both alike
-        compile_step(make_step(model.loss, vg), params, x, y)
+        compile_step(make_step(model.loss, vg), params, x, y, options=options)
     for system, vg in SYSTEMS.items():
-        compiled, compile_s, temp, arg = compile_step(make_step(model.loss, vg), params, x, y)
+        compiled, compile_s, temp, arg = compile_step(make_step(model.loss, vg), params, x, y,
+                                                      options=options)
         stepped[system] = jax.block_until_ready(compiled(params, x, y))  # warm-up
         runners[system] = lambda c=compiled: time_calls(c, (params, x, y), number)
         rows[system] = {"model": name, "system": system, "compile_s": compile_s,
@@ -114,7 +118,7 @@ def bench_model(name, model, x, y, repeats, number, torch_step=None, torch_sync=
     return list(rows.values())
 
 
-def bf16_mlp(width=8192, layers=4, batch=8192, repeats=5, number=10):
+def bf16_mlp(width=8192, layers=4, batch=8192, repeats=5, number=10, options=None):
     """Large bf16 MLP on an accelerator: achieved TFLOP/s of a training step."""
     key = jax.random.PRNGKey(0)
     keys = jax.random.split(key, layers + 1)
@@ -134,7 +138,7 @@ def bf16_mlp(width=8192, layers=4, batch=8192, repeats=5, number=10):
             v, g = vg(loss)(ps, x)
             return [p - (LR * gi).astype(p.dtype) for p, gi in zip(ps, g, strict=True)], v
 
-        compiled, compile_s, temp, arg = compile_step(step, params, x)
+        compiled, compile_s, temp, arg = compile_step(step, params, x, options=options)
         jax.block_until_ready(compiled(params, x))
         times = [time_calls(compiled, (params, x), number) for _ in range(repeats)]
         ms = statistics.median(times)
@@ -145,6 +149,19 @@ def bf16_mlp(width=8192, layers=4, batch=8192, repeats=5, number=10):
     return out
 
 
+def option_value(text):
+    """An ``--xla-option`` value as XLA's option parser wants it: true/false as a bool, numbers
+    as numbers, anything else (enum names) as the string."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes, few repeats (seconds)")
@@ -153,7 +170,16 @@ def main(argv=None):
     ap.add_argument("--number", type=int, default=None, help="calls per timed run")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--json", dest="json_path", default=None)
+    ap.add_argument("--xla-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="an XLA compiler option for every compiled step, both systems alike "
+                         "(repeatable)")
     args = ap.parse_args(argv)
+    options = {}
+    for item in args.xla_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            ap.error(f"--xla-option: expected KEY=VALUE, got {item!r}")
+        options[key] = option_value(value)
     repeats = args.repeats or (2 if args.quick else 15)
     number = args.number or (2 if args.quick else 10)
 
@@ -169,6 +195,8 @@ def main(argv=None):
     device = jax.devices()[0]
     desc = f"{device.platform}:{device.device_kind} ({platform.machine()}, jax {jax.__version__})"
     print(f"device: {desc}")
+    if options:
+        print("xla options: " + " ".join(f"{k}={v}" for k, v in options.items()))
     results = []
     header = f"{'model':<12} {'system':<9} {'median ms':>10} {'min':>8} {'max':>8} " \
              f"{'/jax.grad':>9} {'compile s':>9} {'temp MiB':>9}"
@@ -177,7 +205,7 @@ def main(argv=None):
     for name in args.models.split(","):
         model, x, y = table[name]
         rows = bench_model(name, model, x, y, repeats, number, torch_steps.get(name),
-                           torch_sync)
+                           torch_sync, options)
         for r in rows:
             temp = "-" if r["temp_bytes"] is None else f"{r['temp_bytes'] / 2**20:.2f}"
             comp = "-" if r["compile_s"] is None else f"{r['compile_s']:.2f}"
@@ -186,13 +214,14 @@ def main(argv=None):
                   f"{comp:>9} {temp:>9}")
         results.extend(rows)
     if device.platform == "gpu" and not args.quick:
-        for r in bf16_mlp():
+        for r in bf16_mlp(options=options):
             print(f"{r['model']:<12} {r['system']:<9} {r['ms_median']:>10.3f} ms  "
                   f"{r['tflops']:.1f} TFLOP/s")
             results.append(r)
     if args.json_path:
         with open(args.json_path, "w") as f:
-            json.dump({"device": desc, "results": results}, f, indent=1)
+            json.dump({"device": desc, "xla_options": options, "results": results}, f,
+                      indent=1)
     return results
 
 

@@ -4,6 +4,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 import bench  # noqa: E402
@@ -21,3 +23,14 @@ def test_bench_quick_runs_every_model_and_times_the_same_step(tmp_path):
         if system == "funcnn":
             assert r["max_param_diff_vs_jax_grad"] < 1e-5, model
     assert report["device"].split(":")[0] in {"cpu", "gpu", "tpu"}
+
+
+def test_bench_xla_options_reach_the_compiler_and_the_report(tmp_path):
+    out = tmp_path / "bench.json"
+    quick = ["--quick", "--no-torch", "--repeats", "1", "--number", "1", "--models", "mlp"]
+    bench.main(quick + ["--xla-option", "xla_cpu_enable_fast_math=false", "--json", str(out)])
+    assert json.loads(out.read_text())["xla_options"] == {"xla_cpu_enable_fast_math": False}
+    with pytest.raises(Exception, match="xla_cpu_enable_fast_math.*'maybe'"):
+        bench.main(quick + ["--xla-option", "xla_cpu_enable_fast_math=maybe"])
+    with pytest.raises(SystemExit):
+        bench.main(quick + ["--xla-option", "no-equals-sign"])
