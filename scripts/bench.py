@@ -103,9 +103,10 @@ def bench_model(name, model, x, y, repeats, number, torch_step=None, torch_sync=
         runners["torch"] = lambda: time_calls(torch_step, (), number, lambda _: torch_sync())
         rows["torch"] = {"model": name, "system": "torch", "compile_s": None,
                          "temp_bytes": None, "argument_bytes": None, "times": []}
-    for _ in range(repeats):  # alternate systems within each repeat
-        for system, run in runners.items():
-            rows[system]["times"].append(run())
+    order = list(runners)
+    for r in range(repeats):  # alternate systems, rotating which goes first: no system always
+        for system in order[r % len(order):] + order[:r % len(order)]:  # follows torch's
+            rows[system]["times"].append(runners[system]())  # spinning threads
     # What is timed is the same step: parameters after one step, funcnn against jax.grad.
     diffs = jax.tree_util.tree_map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
                                    stepped["funcnn"][0], stepped["jax.grad"][0])
