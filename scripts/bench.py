@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import statistics
 import time
 
@@ -76,6 +77,15 @@ def compile_step(step, *args, options=None):
     return compiled, compile_s, temp, arg
 
 
+def program_lines(compiled):
+    """The optimized program's instructions with names, metadata and source tables dropped,
+    sorted: equal for two steps that XLA compiled to the same program."""
+    text = compiled.as_text() or ""
+    text = re.sub(r", metadata=\{[^}]*\}", "", text[text.find("\n%"):])
+    text = re.sub(r"[\w.\-]+: ", "", re.sub(r"%[\w.\-]+", "%", text))  # and signatures'
+    return sorted(line.strip() for line in text.splitlines() if line.strip())
+
+
 def time_calls(fn, args, number, sync=jax.block_until_ready):
     """Milliseconds per call of ``fn(*args)``, waiting for the device at the end."""
     t0 = time.perf_counter()
@@ -88,13 +98,14 @@ def time_calls(fn, args, number, sync=jax.block_until_ready):
 def bench_model(name, model, x, y, repeats, number, torch_step=None, torch_sync=None,
                 options=None):
     params = model.init(jax.random.PRNGKey(1))
-    runners, rows, stepped = {}, {}, {}
+    runners, rows, stepped, programs = {}, {}, {}, {}
     for vg in SYSTEMS.values():  # warm the compiler's caches (GPU autotuning) for both alike
         compile_step(make_step(model.loss, vg), params, x, y, options=options)
     for system, vg in SYSTEMS.items():
         compiled, compile_s, temp, arg = compile_step(make_step(model.loss, vg), params, x, y,
                                                       options=options)
         stepped[system] = jax.block_until_ready(compiled(params, x, y))  # warm-up
+        programs[system] = program_lines(compiled)
         runners[system] = lambda c=compiled: time_calls(c, (params, x, y), number)
         rows[system] = {"model": name, "system": system, "compile_s": compile_s,
                         "temp_bytes": temp, "argument_bytes": arg, "times": []}
@@ -111,6 +122,7 @@ def bench_model(name, model, x, y, repeats, number, torch_step=None, torch_sync=
     diffs = jax.tree_util.tree_map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
                                    stepped["funcnn"][0], stepped["jax.grad"][0])
     rows["funcnn"]["max_param_diff_vs_jax_grad"] = max(jax.tree_util.tree_leaves(diffs))
+    rows["funcnn"]["same_program_as_jax_grad"] = programs["funcnn"] == programs["jax.grad"]
     base = statistics.median(rows["jax.grad"]["times"])
     for row in rows.values():
         t = row.pop("times")
@@ -212,7 +224,9 @@ def main(argv=None):
             comp = "-" if r["compile_s"] is None else f"{r['compile_s']:.2f}"
             print(f"{r['model']:<12} {r['system']:<9} {r['ms_median']:>10.3f} "
                   f"{r['ms_min']:>8.3f} {r['ms_max']:>8.3f} {r['ratio_to_jax_grad']:>9.3f} "
-                  f"{comp:>9} {temp:>9}")
+                  f"{comp:>9} {temp:>9}"
+                  + ("  (XLA program identical to jax.grad's)"
+                     if r.get("same_program_as_jax_grad") else ""))
         results.extend(rows)
     if device.platform == "gpu" and not args.quick:
         for r in bf16_mlp(options=options):

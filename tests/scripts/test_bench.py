@@ -22,6 +22,7 @@ def test_bench_quick_runs_every_model_and_times_the_same_step(tmp_path):
         assert r["ms_min"] <= r["ms_median"] <= r["ms_max"] and r["compile_s"] > 0
         if system == "funcnn":
             assert r["max_param_diff_vs_jax_grad"] < 1e-5, model
+            assert isinstance(r["same_program_as_jax_grad"], bool)
     assert report["device"].split(":")[0] in {"cpu", "gpu", "tpu"}
 
 
@@ -34,3 +35,22 @@ def test_bench_xla_options_reach_the_compiler_and_the_report(tmp_path):
         bench.main(quick + ["--xla-option", "xla_cpu_enable_fast_math=maybe"])
     with pytest.raises(SystemExit):
         bench.main(quick + ["--xla-option", "no-equals-sign"])
+
+
+def test_program_lines_compare_programs_not_names():
+    import jax
+    import jax.numpy as jnp
+
+    def f(a):
+        return jnp.tanh(a) * 2.0
+
+    def g(b):  # the same computation under other names
+        return 2.0 * jnp.tanh(b)
+
+    def h(a):
+        return jnp.sin(a) * 2.0
+
+    x = jnp.ones((8, 8))
+    lines = {k: bench.program_lines(jax.jit(fn).lower(x).compile())
+             for k, fn in {"f": f, "g": g, "h": h}.items()}
+    assert lines["f"] == lines["g"] and lines["f"] != lines["h"]
