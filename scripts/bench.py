@@ -155,10 +155,13 @@ def bf16_mlp(width=8192, layers=4, batch=8192, repeats=5, number=10, options=Non
         jax.block_until_ready(compiled(params, x))
         times = [time_calls(compiled, (params, x), number) for _ in range(repeats)]
         ms = statistics.median(times)
-        out.append({"model": "mlp_bf16_8192x4", "system": system, "ms_median": ms,
+        out.append({"model": f"mlp_bf16_{width}x{layers}", "system": system, "ms_median": ms,
                     "ms_min": min(times), "ms_max": max(times), "compile_s": compile_s,
                     "temp_bytes": temp, "argument_bytes": arg,
                     "tflops": flops / (ms * 1e-3) / 1e12})
+    base = next(r["ms_median"] for r in out if r["system"] == "jax.grad")
+    for r in out:
+        r["ratio_to_jax_grad"] = r["ms_median"] / base
     return out
 
 
@@ -178,7 +181,9 @@ def option_value(text):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes, few repeats (seconds)")
-    ap.add_argument("--models", default="mlp,cnn,rnn,transformer")
+    ap.add_argument("--models", default=None,
+                    help="comma-separated, of mlp,cnn,rnn,transformer,mlp_bf16 (default: the "
+                         "four, and mlp_bf16 on an accelerator unless --quick)")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--number", type=int, default=None, help="calls per timed run")
     ap.add_argument("--no-torch", action="store_true")
@@ -215,7 +220,12 @@ def main(argv=None):
              f"{'/jax.grad':>9} {'compile s':>9} {'temp MiB':>9}"
     print(header)
     table = reference_models(args.quick)
-    for name in args.models.split(","):
+    names = (args.models or ",".join(list(table) + (
+        [] if device.platform == "cpu" or args.quick else ["mlp_bf16"]))).split(",")
+    unknown = sorted(set(names) - set(table) - {"mlp_bf16"})
+    if unknown:
+        ap.error(f"--models: unknown {unknown}; expected some of {list(table) + ['mlp_bf16']}")
+    for name in (n for n in names if n != "mlp_bf16"):
         model, x, y = table[name]
         rows = bench_model(name, model, x, y, repeats, number, torch_steps.get(name),
                            torch_sync, options)
@@ -228,10 +238,11 @@ def main(argv=None):
                   + ("  (XLA program identical to jax.grad's)"
                      if r.get("same_program_as_jax_grad") else ""))
         results.extend(rows)
-    if device.platform == "gpu" and not args.quick:
-        for r in bf16_mlp(options=options):
+    if "mlp_bf16" in names:
+        sizes = dict(width=256, batch=256, repeats=2, number=2) if args.quick else {}
+        for r in bf16_mlp(options=options, **sizes):
             print(f"{r['model']:<12} {r['system']:<9} {r['ms_median']:>10.3f} ms  "
-                  f"{r['tflops']:.1f} TFLOP/s")
+                  f"{r['tflops']:.1f} TFLOP/s ({r['ratio_to_jax_grad']:.3f} of jax.grad's time)")
             results.append(r)
     if args.json_path:
         with open(args.json_path, "w") as f:

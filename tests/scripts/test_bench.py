@@ -54,3 +54,19 @@ def test_program_lines_compare_programs_not_names():
     lines = {k: bench.program_lines(jax.jit(fn).lower(x).compile())
              for k, fn in {"f": f, "g": g, "h": h}.items()}
     assert lines["f"] == lines["g"] and lines["f"] != lines["h"]
+
+
+def test_bench_bf16_mlp_reports_tflops_for_both_systems(tmp_path):
+    out = tmp_path / "bench.json"
+    bench.main(["--quick", "--no-torch", "--models", "mlp_bf16", "--json", str(out)])
+    rows = json.loads(out.read_text())["results"]
+    assert [(r["model"], r["system"]) for r in rows] == [("mlp_bf16_256x4", "funcnn"),
+                                                         ("mlp_bf16_256x4", "jax.grad")]
+    for r in rows:  # TFLOP/s is the step's 3 * 2 * batch * width^2 * layers over its time
+        assert r["tflops"] == pytest.approx(6 * 256 * 256**2 * 4 / (r["ms_median"] * 1e9))
+    assert rows[1]["ratio_to_jax_grad"] == 1.0
+
+
+def test_bench_rejects_unknown_models():
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", "--no-torch", "--models", "mlp,resnet"])
