@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax._src.lax import lax as lax_internal
 from jax.extend import core as jcore
 
 from funcnn.backprop import engine
@@ -67,6 +68,18 @@ def zero_cotangent(x):
     return np.zeros(np.shape(x), jax.dtypes.float0)
 
 
+# JAX's own weak-typed cast (a conversion, not differentiation); skipped if a JAX lacks it.
+CONVERT = getattr(lax_internal, "_convert_element_type", None)
+
+
+def like_primal(ct, aval):
+    """The cotangent weakly typed where the primal is (a Python scalar), as JAX's: so that
+    ``w - lr * grad`` promotes the same way with either engine's gradient."""
+    if getattr(aval, "weak_type", False) and is_float(ct) and CONVERT is not None:
+        return CONVERT(ct, jnp.result_type(ct), weak_type=True)
+    return ct
+
+
 def vjp(f: Callable, *primals, has_aux: bool = False):
     """``(out, vjp_fn)`` or ``(out, vjp_fn, aux)``: ``vjp_fn(ct)`` returns a tuple with one
     cotangent per primal, each with the primal's structure, shape and dtype (float0 for
@@ -89,8 +102,8 @@ def vjp(f: Callable, *primals, has_aux: bool = False):
         cts = list(ct_flat) + [None] * (len(outs) - n_out)
         cts = [c if is_float(o) else None for c, o in zip(cts, outs, strict=True)]
         ct_in = engine.backward(closed.jaxpr, tape, cts, active_in)
-        ct_in = [zero_cotangent(x) if c is None else c
-                 for c, x in zip(ct_in, flat_args, strict=True)]
+        ct_in = [like_primal(zero_cotangent(x) if c is None else c, v.aval)
+                 for c, x, v in zip(ct_in, flat_args, closed.jaxpr.invars, strict=True)]
         return tuple(jax.tree_util.tree_unflatten(in_tree, ct_in))
 
     if has_aux:

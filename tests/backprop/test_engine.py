@@ -150,6 +150,28 @@ def test_mixed_precision_inputs_keep_their_dtypes():
     assert_grads_close(got, jax.grad(f, argnums=(0, 1))(a, b), rtol=1e-6)
 
 
+WEAK_TYPES = [  # f, args: Python scalars are weakly typed; their gradients are too (JAX's)
+    (lambda x: 3.0 * x ** 2, (3.0,)),
+    (lambda x, y: x * y, (2.0, jnp.float32(3.0))),
+    (lambda x, y: y, (2.0, 1.0)),  # x unused: a zero cotangent, weak as well
+    (lambda d: jnp.sum(d["a"] * d["b"]), ({"a": 1.0, "b": jnp.ones(2, jnp.bfloat16)},)),
+]
+
+
+@pytest.mark.parametrize("f, args", WEAK_TYPES)
+def test_gradients_are_weakly_typed_where_the_primal_is(f, args):
+    argnums = tuple(range(len(args)))
+    got = backprop.grad(f, argnums=argnums)(*args)
+    want = jax.grad(f, argnums=argnums)(*args)
+    assert_grads_close(got, want)
+    assert (jax.tree_util.tree_map(lambda g: (g.dtype, g.weak_type), got)
+            == jax.tree_util.tree_map(lambda g: (g.dtype, g.weak_type), want))
+    # what the weak type is for: an update of a bfloat16 weight stays bfloat16
+    w = jnp.ones((), jnp.bfloat16)
+    step = jax.tree_util.tree_leaves(got)[0]
+    assert (w - step).dtype == (w - jax.tree_util.tree_leaves(want)[0]).dtype
+
+
 # --- integer inputs ------------------------------------------------------------------------------
 def with_labels(x, labels):
     logp = jax.nn.log_softmax(x, axis=-1)
