@@ -9,7 +9,7 @@ also as [n, k]); XLA:CPU copies whatever operand is laid out otherwise, and when
 is an elementwise expression the copy recomputes it in transposed order. So the order that
 copies fewer elements is taken: for a dense layer's kernel, x @ w with x: [b, in], the
 cotangent is either x^T @ ct (copies x) or (ct^T @ x)^T (copies ct and transposes [out, in]).
-Measured on the benchmark transformer (CPU): 78 ms a step against jax.grad's 99 ms, where
+Measured on the benchmark transformer (CPU): 78 ms a step against JAX's autodiff's 99 ms, where
 JAX's order everywhere gives 99 and the no-transpose order everywhere 101 (its gelu layer's
 [2048, 1024] activation copied in transposed order: 24 ms).
 """
@@ -51,7 +51,7 @@ def operand_cotangent(ct, other, ndim, contract, other_contract, batch, other_ba
     is taken (``gemm_copy_size`` of its two operands plus the closing transpose); JAX's order,
     ``dot_general(ct, other)``, on a tie. For the kernel of ``tanh(x @ w)``,
     x: [2048, 256], w: [256, 1024], that is ``dot_general(x, ct)``: XLA:CPU copies x, not the
-    four times larger ct fused with tanh's derivative (8 ms against jax.grad's 22 ms).
+    four times larger ct fused with tanh's derivative (8 ms against JAX's autodiff's 22 ms).
     """
     kept = remaining(ndim, contract, batch)
     other_kept = remaining(np.ndim(other), other_contract, other_batch)
