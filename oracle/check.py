@@ -21,10 +21,10 @@ a coordinate where finite differences found a kink), ``yours vs engine`` and ``y
 do not compare: any convention is yours to choose there, and only the declared one
 (``kink_grads``) judges it.
 
-The engine differentiates ``jax.custom_vjp`` / ``jax.custom_jvp`` functions through their
-primal body, not through the custom rule (``funcnn.backprop.conventions``). A custom_vjp whose
-bwd is wrong therefore shows as ``jax vs fd`` and ``engine vs jax`` failing while ``engine vs
-fd`` passes. To check a backward pass of your own, pass it as ``vjp=``.
+The engine, like ``jax.grad``, differentiates ``jax.custom_vjp`` / ``jax.custom_jvp``
+functions by their own rules. A custom_vjp whose bwd is wrong therefore shows as ``engine vs
+fd`` and ``jax vs fd`` failing while ``engine vs jax`` passes. To check a backward pass of
+your own, pass it as ``vjp=``.
 
 Tolerances (see ``oracle.tolerance``): engine vs jax: ``rtol * (|jax| + scale)``; against
 finite differences: ``SAFETY * err + rtol * (|fd| + scale)`` where ``err`` is the Richardson

@@ -5,6 +5,7 @@ every golden manifest (``conventions``).
 | point                               | value given                  | rule                      |
 |-------------------------------------|------------------------------|---------------------------|
 | relu at 0, as where(z > 0, z, 0)    | 0                            | select_n                  |
+| jax.nn.relu at 0 (its custom JVP)   | 0                            | custom_jvp_call (its rule)|
 | relu at 0, as max(z, 0)             | 0.5 (a max tie, see below)   | max                       |
 | step 1[z > 0], sign                 | 0 everywhere                 | comparisons, sign         |
 | abs at 0                            | +1 (JAX >= 0.10: x >= 0)     | abs                       |
@@ -16,18 +17,12 @@ every golden manifest (``conventions``).
 | where(mask, logits, -inf) masked    | 0 to the masked logits       | select_n                  |
 | max pooling at a tie                | JAX's select_and_scatter     | reduce_window_max         |
 
-One difference from JAX's ``grad`` is by design: ``jax.custom_jvp`` and ``jax.custom_vjp``
-functions are differentiated through their primal body by the engine's own rules, not through
-the user's custom rule (the engine uses no JAX differentiation and no custom_vjp internals).
-Where the rule is the body's derivative the two agree. Where it is not, the engine gives the
-body's true derivative (finite differences agree with it) and JAX's ``grad`` gives the rule:
-
-- ``jax.nn.relu`` (a custom_jvp around ``max(z, 0)``) at exactly 0: 0.5 (max's tie rule),
-  JAX's ``grad`` 0; ``funcnn.activations.relu`` is written with ``where`` and gives 0 like JAX;
-- a custom_vjp that changes the gradient on purpose (gradient clipping, straight-through
-  estimators): the engine gives the unmodified gradient of the body;
-- a custom rule written for numerical safety (``jnp.sinc`` at 0, safe norms at 0): at that
-  point the body's derivative may be NaN where the rule is finite.
+Where a function declares its own derivative (``jax.custom_jvp`` / ``jax.custom_vjp``), the
+engine uses that rule, as JAX does (``rules/custom.py``), so the values at its kinks are the
+rule's: ``jax.nn.relu``'s rule gives 0 at 0 (its body, ``max(z, 0)``, would give the tie's
+0.5); ``jax.nn.relu6`` gives 0 at 0 and at 6; ``jax.nn.softplus`` and ``jax.nn.log_sigmoid``
+give 1/2 at 0; ``jnp.sinc`` gives 0 at 0. There is no deliberate difference from JAX: where
+JAX's reverse mode gives a number, the engine gives the same one.
 """
 
 CONVENTIONS = {

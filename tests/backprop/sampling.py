@@ -136,12 +136,10 @@ def vdot(a_tree, b_tree) -> float:
 
 
 def check_vjp(f, args, rng, rtol=1e-10, atol=1e-12, fd=True, fd_eps=1e-6, fd_rtol=1e-6,
-              fd_atol=1e-8, jit=False, against_jax=True):
+              fd_atol=1e-8, jit=False):
     """The engine's ``vjp(f, *args)`` against ``jax.vjp`` with a random cotangent (values,
     cotangents, dtypes), then against central finite differences of <ct, f> along a random
-    direction. Returns the engine's cotangents. ``against_jax=False`` compares the cotangents
-    with finite differences only (for functions whose custom rules JAX follows and the engine,
-    differentiating the primal body, does not).
+    direction. Returns the engine's cotangents.
 
     The references always run under ``jax.jit`` (one compilation instead of one per eager op:
     the tables run in seconds). ``jit=True`` runs the engine in the same jitted function (its
@@ -170,8 +168,7 @@ def check_vjp(f, args, rng, rtol=1e-10, atol=1e-12, fd=True, fd_eps=1e-6, fd_rto
         out, got = engine(args, ct)
         ref_out, want, ends = run_jitted(reference, args, ct, direction)
     assert_grads_close(out, ref_out, rtol=rtol, atol=atol, what="primal output ")
-    if against_jax:
-        assert_grads_close(got, want, rtol=rtol, atol=atol, what="cotangent ")
+    assert_grads_close(got, want, rtol=rtol, atol=atol, what="cotangent ")
     if fd:
         finite = (vdot(ct, ends[0]) - vdot(ct, ends[1])) / (2 * fd_eps)
         assert_trees_close(vdot(got, direction), finite, rtol=fd_rtol, atol=fd_atol,

@@ -6,6 +6,7 @@ is real: ``jax.grad``, and JAX's internal ``grad`` that bypasses the public name
 from __future__ import annotations
 
 import ast
+import functools
 import pathlib
 import re
 
@@ -120,8 +121,28 @@ def sin_with_rule(x):  # a correct rule: the engine's primal-body gradient equal
 sin_with_rule.defvjp(lambda x: (jnp.sin(x), x), lambda x, g: (g * jnp.cos(x),))
 
 
+@jax.custom_vjp
+def clipped(x):  # a rule that is not the body's derivative: only the rule gives jax.grad's value
+    return x
+
+
+clipped.defvjp(lambda x: (x, None), lambda _, g: (jnp.clip(g, -0.1, 0.1),))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def scaled_rule(x, k):  # the same for a custom_jvp: the rule claims k cos(x)
+    return jnp.sin(x)
+
+
+scaled_rule.defjvp(lambda k, p, t: (jnp.sin(p[0]), k * jnp.cos(p[0]) * t[0]))
+
+
 def custom_vjp(w1, x):
-    return (sin_with_rule(x @ w1) ** 2).sum()
+    return (sin_with_rule(x @ w1) ** 2).sum() + (clipped(x @ w1) ** 2).sum()
+
+
+def custom_jvp_rule_not_body(w1, x):
+    return (scaled_rule(x @ w1, 3.0) ** 2).sum() + jax.nn.log_sigmoid(x @ w1).sum()
 
 
 def jitted(w1, x):
@@ -136,7 +157,8 @@ def remat(w1, x):
 CASES = [  # (name, f, x, also second order?)
     ("mlp", mlp, X, True), ("scan_rnn", scan_rnn, XS, True), ("cond", cond, X, False),
     ("cond_other_branch", cond, -X, False), ("custom_jvp_relu_gelu", custom_jvp, X, True),
-    ("custom_vjp", custom_vjp, X, False), ("jit", jitted, X, False), ("remat", remat, X, False),
+    ("custom_vjp", custom_vjp, X, False), ("custom_jvp_rule", custom_jvp_rule_not_body, X, True),
+    ("jit", jitted, X, False), ("remat", remat, X, False),
 ]
 
 

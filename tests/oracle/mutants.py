@@ -15,9 +15,8 @@ Each entry of ``MUTANTS``: ``name -> (f, (mutant_vjp, twin_vjp), args, argnums)`
 the correct backward, which must pass (the harness itself has no bug).
 
 ``planted`` builds the other kind of planted bug: a ``jax.custom_vjp`` with a wrong ``bwd``.
-``jax.vjp`` runs that bwd; funcnn's engine differentiates the primal body by its own rules
-(``funcnn.backprop.conventions``), as finite differences do, so it shows as ``jax vs fd`` and
-``engine vs jax`` failing while ``engine vs fd`` passes.
+``jax.vjp`` and funcnn's engine both run that bwd, as the program declares, so it shows as
+``engine vs fd`` and ``jax vs fd`` failing while ``engine vs jax`` passes.
 """
 import jax
 import jax.numpy as jnp

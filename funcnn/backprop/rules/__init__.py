@@ -2,6 +2,7 @@
 from funcnn.backprop.rules import (  # noqa: F401
     control,
     conv,
+    custom,
     elementwise,
     indexing,
     linalg,

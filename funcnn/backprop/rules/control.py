@@ -1,5 +1,5 @@
-"""Nested graphs: jit / pjit / closed_call, custom_jvp_call and custom_vjp_call (their primal
-bodies are differentiated by the engine's own rules), remat / checkpoint, scan and cond.
+"""Nested graphs: jit / pjit / closed_call, remat / checkpoint, scan and cond (custom_jvp_call
+and custom_vjp_call, whose own rules decide their derivative, are in ``rules/custom.py``).
 
 Each keeps a residual of its own (``registry.defhigher``): a call keeps the tape of its body;
 remat keeps nothing and runs its body again in the backward pass; scan keeps the tapes of
@@ -44,10 +44,7 @@ def call_backward(eqn, tape, invals, cts, active):
     return backward(jaxpr, tape, cts, active)
 
 
-# custom_jvp_call and custom_vjp_call: the primal body, differentiated by the engine's own
-# rules (see ``funcnn.backprop.conventions`` for what that means at kinks).
-defhigher("jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
-          forward=call_forward, backward=call_backward)
+defhigher("jit", "pjit", "closed_call", "core_call", forward=call_forward, backward=call_backward)
 
 
 # --- remat: keep nothing, run the body again during the backward pass ---------------------

@@ -1,0 +1,122 @@
+"""Where the engine reaches a program's own derivative rules inside JAX: the one module that
+touches the internals of ``custom_jvp_call`` and ``custom_vjp_call`` equations.
+
+A ``jax.custom_jvp`` or ``jax.custom_vjp`` function is staged as one equation whose params
+hold the user's rule. This module reads them and nothing else of JAX's differentiation: it
+traces the user's JVP rule to a jaxpr (tracing, as ``jax.make_jaxpr`` does) and calls the
+user's ``fwd`` and ``bwd``. The engine then transposes the JVP jaxpr with its own reverse mode
+(``rules/custom.py``).
+
+The params, on the JAX versions CI runs (0.10, 0.11, 0.12):
+
+- ``custom_jvp_call``: ``call_jaxpr`` (the primal body over consts + args), ``num_consts``,
+  ``symbolic_zeros``, ``jvp_jaxpr_fun`` with ``call_wrapped(*in_zeros) -> (jaxpr, consts,
+  out_zeros)``: the rule as a jaxpr over ``(*primals, *nonzero tangents)`` returning
+  ``(*primal outs, *nonzero tangent outs)``; consts carry no tangent.
+- ``custom_vjp_call``: ``fwd_jaxpr_thunk``, ``bwd``, ``out_trees``, ``num_consts``,
+  ``symbolic_zeros``; ``get_bind_params`` lifts them to ``fwd(x0, nz0, x1, nz1, ...) ->
+  (*residuals not forwarded, *primal outs)`` and ``bwd(*residuals, *cts) -> one cotangent per
+  input`` (``Zero`` objects for zeros), and ``out_trees() -> (out_tree, res_tree,
+  input_forwards)`` says which residuals are inputs passed through.
+
+One difference between version families, kept in :data:`FAMILY`: from 0.11 on, ``bwd``
+returns ``(cotangents, logs)`` (``custom_vjp.defvjp_with_logs``); 0.10 returns the cotangents.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax._src import ad_util
+from jax.custom_derivatives import SymbolicZero
+
+
+class JvpRule(NamedTuple):
+    """A custom JVP rule as a jaxpr: ``jaxpr(*primals, *tangents)`` over ``consts`` gives
+    ``(*primal outs, *tangent outs)``; ``tangent_in[i]`` says whether input i has a tangent in
+    the jaxpr, ``tangent_out[j]`` whether output j does (the others are symbolic zeros)."""
+
+    jaxpr: object
+    consts: list
+    tangent_in: list
+    tangent_out: list
+
+
+def bwd_cotangents_010(out):
+    return out
+
+
+def bwd_cotangents_011(out):  # (cotangents, logs): logs are the rule's own side output
+    cts, _logs = out
+    return cts
+
+
+FAMILY = {"0.10": bwd_cotangents_010, "0.11+": bwd_cotangents_011}
+BWD_COTANGENTS = FAMILY["0.10" if jax.__version_info__ < (0, 11) else "0.11+"]
+
+
+def num_consts(eqn) -> int:
+    """How many leading inputs are the body's closed-over constants (no tangent of their own)."""
+    return eqn.params["num_consts"]
+
+
+def symbolic_zeros(eqn) -> bool:
+    return bool(eqn.params["symbolic_zeros"])
+
+
+def jvp_rule(eqn, nonzero: Sequence[bool]) -> JvpRule:
+    """The JVP rule of a ``custom_jvp_call`` for tangents ``nonzero`` (one flag per input after
+    the consts). Without ``symbolic_zeros`` JAX hands the rule dense zeros for the inputs
+    that carry no tangent, so every input gets one; with it, the rule sees ``SymbolicZero``s."""
+    in_nonzero = list(nonzero) if symbolic_zeros(eqn) else [True] * len(nonzero)
+    jaxpr, consts, out_zeros = eqn.params["jvp_jaxpr_fun"].call_wrapped(
+        *[not nz for nz in in_nonzero])
+    return JvpRule(jaxpr, list(consts), in_nonzero, [not z for z in out_zeros])
+
+
+def vjp_fwd(eqn, invals: Sequence, nonzero: Sequence[bool]):
+    """Run the user's ``fwd`` on all inputs (consts first): ``(primal outs, residuals)``, the
+    residuals flat, with the inputs that ``fwd`` passed through put back in place."""
+    fwd = eqn.primitive.get_bind_params(eqn.params)["subfuns"][1]
+    interleaved = [x for pair in zip(invals, nonzero, strict=True) for x in pair]
+    res_and_outs = fwd.call_wrapped(*interleaved)
+    _, res_tree, input_forwards = eqn.params["out_trees"]()
+    n_computed = res_tree.num_leaves - sum(f is not None for f in input_forwards)
+    computed = iter(res_and_outs[:n_computed])
+    residuals = [next(computed) if f is None else invals[f] for f in input_forwards]
+    return list(res_and_outs[n_computed:]), residuals
+
+
+def vjp_bwd(eqn, residuals: Sequence, cts: Sequence) -> list:
+    """Call the user's ``bwd`` on the residuals and one cotangent per output (``None`` for a
+    zero one, handed over as a ``SymbolicZero`` or as dense zeros, as JAX does). Returns one
+    cotangent per input, consts first, ``None`` where the rule gives none."""
+    bwd = eqn.primitive.get_bind_params(eqn.params)["subfuns"][2]
+    symbolic = symbolic_zeros(eqn)
+    dense = []
+    for ct, v in zip(cts, eqn.outvars, strict=True):
+        if ct is not None:
+            dense.append(ct)
+        else:
+            dense.append(SymbolicZero(v.aval.to_tangent_aval()) if symbolic
+                         else zeros_for(v.aval))
+    out = BWD_COTANGENTS(bwd.call_wrapped(*residuals, *dense))
+    return [None if is_zero(c) else c for c in out]
+
+
+def is_zero(ct) -> bool:
+    """A cotangent the rule left out: ``None``, JAX's ``Zero``/``SymbolicZero``, or float0."""
+    if ct is None or isinstance(ct, ad_util.Zero | SymbolicZero):
+        return True
+    return getattr(ct, "dtype", None) == jax.dtypes.float0
+
+
+def zeros_for(aval):
+    """A dense tangent of zeros for ``aval`` (float0 for an integer input, as JAX's)."""
+    tangent = aval.to_tangent_aval()
+    if tangent.dtype == jax.dtypes.float0:
+        return np.zeros(tangent.shape, jax.dtypes.float0)
+    return jnp.zeros(tangent.shape, tangent.dtype)
