@@ -7,6 +7,8 @@ from funcnn.backprop.rules import (  # noqa: F401
     indexing,
     linalg,
     reductions,
+    shard_map,
+    sharding,
     structural,
     windows,
 )

@@ -1,0 +1,70 @@
+"""Where the engine touches JAX's sharding internals: the primitives its sharding and
+collective rules bind, a value's varying manual axes, and the params of ``shard_map``.
+
+The same on the JAX versions CI runs (0.10, 0.11, 0.12): ``sharding_constraint`` lives in
+``jax._src.pjit``, ``device_put`` in ``jax._src.dispatch``, ``pvary`` in ``jax._src.core`` and the
+collectives in ``jax._src.lax.parallel``; inside ``shard_map`` an aval's ``mat.varying`` is the
+set of manual mesh axes along which the value differs between devices (its "vma"); a
+``shard_map`` equation holds ``jaxpr`` (open), ``mesh``, ``in_specs``, ``out_specs``,
+``check_vma`` and ``newly_manual_axes``. Everything else the rules need is public ``jax.lax``.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+from jax._src import core, dispatch, pjit
+from jax._src.lax import parallel
+
+SHARDING_CONSTRAINT = pjit.sharding_constraint_p
+DEVICE_PUT = dispatch.device_put_p
+PVARY = core.pvary_p
+PSUM_INVARIANT = parallel.psum_invariant_p
+PSUM = parallel.psum_p
+COPY = dispatch.ArrayCopySemantics
+
+
+def varying_axes(aval) -> frozenset:
+    """The manual mesh axes along which a value varies (empty outside shard_map, or when the
+    shard_map does not check replication)."""
+    mat = getattr(aval, "mat", None)
+    return frozenset(getattr(mat, "varying", ()) or ())
+
+
+def device_put_back(cts, *, devices, srcs, copy_semantics):
+    """The transpose of ``device_put``: each cotangent goes back where its input came from
+    (``srcs``, ``None`` for "where it was"), always as a copy (the forward may have reused or
+    donated its input, the backward has nothing to reuse)."""
+    for cp in copy_semantics:
+        if cp == COPY.DONATE_INPUT:
+            raise ValueError("device_put(..., donate=True) inside a differentiated function: "
+                             "the backward pass cannot donate; drop donate=True there")
+    return DEVICE_PUT.bind(*cts, devices=tuple(srcs), srcs=tuple(devices),
+                           copy_semantics=tuple(COPY.ALWAYS_COPY for _ in cts))
+
+
+class ShardMap(NamedTuple):
+    """The parts of a ``shard_map`` equation: ``body`` is an open jaxpr over per-shard
+    values; ``manual`` the mesh axes the body sees as manual, in the mesh's order."""
+
+    body: object
+    mesh: object
+    in_specs: tuple
+    out_specs: tuple
+    check_vma: bool
+    manual: tuple
+
+
+def shard_map_of(eqn) -> ShardMap:
+    p = eqn.params
+    mesh = p["mesh"]
+    newly = p.get("newly_manual_axes") or frozenset(mesh.axis_names)
+    manual = tuple(a for a in mesh.axis_names if a in newly)
+    return ShardMap(p["jaxpr"], mesh, tuple(p["in_specs"]), tuple(p["out_specs"]),
+                    bool(p["check_vma"]), manual)
+
+
+def shard_map_call(f, sm: ShardMap, in_specs, out_specs):
+    """``f`` under a shard_map on the equation's mesh and manual axes (public ``jax.shard_map``)."""
+    return jax.shard_map(f, mesh=sm.mesh, in_specs=in_specs, out_specs=out_specs,
+                         check_vma=sm.check_vma, axis_names=frozenset(sm.manual))
