@@ -28,10 +28,11 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax._src import ad_util
 from jax.custom_derivatives import SymbolicZero
+
+from funcnn.backprop.sharding_jax import zeros
 
 
 class JvpRule(NamedTuple):
@@ -115,8 +116,9 @@ def is_zero(ct) -> bool:
 
 
 def zeros_for(aval):
-    """A dense tangent of zeros for ``aval`` (float0 for an integer input, as JAX's)."""
+    """A dense tangent of zeros for ``aval`` (float0 for an integer input, as JAX's; inside a
+    shard_map, varying along the primal's manual axes)."""
     tangent = aval.to_tangent_aval()
     if tangent.dtype == jax.dtypes.float0:
         return np.zeros(tangent.shape, jax.dtypes.float0)
-    return jnp.zeros(tangent.shape, tangent.dtype)
+    return zeros(tangent)

@@ -31,6 +31,14 @@ def varying_axes(aval) -> frozenset:
     return frozenset(getattr(mat, "varying", ()) or ())
 
 
+def zeros(aval):
+    """Zeros of ``aval``'s shape and dtype, varying along the same manual axes (inside a
+    shard_map a zero cotangent must have its primal's replication type)."""
+    z = jax.numpy.zeros(aval.shape, aval.dtype)
+    axes = varying_axes(aval)
+    return PVARY.bind(z, axes=tuple(sorted(axes))) if axes else z
+
+
 def device_put_back(cts, *, devices, srcs, copy_semantics):
     """The transpose of ``device_put``: each cotangent goes back where its input came from
     (``srcs``, ``None`` for "where it was"), always as a copy (the forward may have reused or

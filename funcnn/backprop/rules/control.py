@@ -16,6 +16,7 @@ from jax.extend import core as jcore
 
 from funcnn.backprop.engine import Tape, activity, backward, bind, forward
 from funcnn.backprop.registry import defhigher
+from funcnn.backprop.sharding_jax import zeros
 
 
 def body_of(eqn):
@@ -30,7 +31,7 @@ def body_of(eqn):
 
 
 def dense(ct, like_aval):
-    return jnp.zeros(like_aval.shape, like_aval.dtype) if ct is None else ct
+    return zeros(like_aval) if ct is None else ct
 
 
 # --- calls: inline the body into the tape -------------------------------------------------
@@ -150,7 +151,7 @@ def scan_backward(eqn, stacked, invals, cts, active):
     ct_carry = [dense(c, a) if act[nc + i] else None
                 for i, (c, a) in enumerate(zip(cts[:ncar], carry_avals, strict=True))]
     ct_ys = list(cts[ncar:])
-    ct_consts = [jnp.zeros(a.shape, a.dtype) if act[i] else None
+    ct_consts = [zeros(a) if act[i] else None
                  for i, a in enumerate(const_avals)]
     n_const, n_in = len(jaxpr.constvars), len(jaxpr.invars)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 
 import jax
-import jax.numpy as jnp
 from jax import lax
 from jax.sharding import PartitionSpec
 
@@ -57,30 +56,39 @@ def stack_spec(sm: sj.ShardMap, axes) -> PartitionSpec:
     return PartitionSpec(axes if axes else None)
 
 
-def tape_specs(sm: sj.ShardMap, body):
-    variables = recorded_vars(body)
-    everywhere = set(sm.manual)
-    value_specs = tuple(
-        stack_spec(sm, sj.varying_axes(variables[i].aval) if sm.check_vma else everywhere)
-        for i in kept_slots(body))
-    return value_specs, stack_spec(sm, everywhere)
+def per_device_tape(body, args, active):
+    """The body's forward pass on one device: outputs, and the tape values to keep."""
+    outs, tape = forward(body, [], list(args), active)
+    return tuple(outs), (tuple(tape.values[i] for i in kept_slots(body)), tape.subs)
+
+
+def tape_specs(sm: sj.ShardMap, invals, active):
+    """One spec per kept tape value: stacked over the manual axes along which it varies (all
+    of them without replication checking). Read off the values' types in a trace of the body
+    (no computation): a nested equation's residuals have no variable in the body's jaxpr."""
+    found = {}
+
+    def probe(*args):
+        outs, kept = per_device_tape(sm.body, args, active)
+        found["specs"] = jax.tree_util.tree_map(lambda x: stack_spec(
+            sm, sj.varying_axes(jax.typeof(x)) if sm.check_vma else sm.manual), kept)
+        return outs
+
+    jax.eval_shape(sj.shard_map_call(probe, sm, sm.in_specs, sm.out_specs), *invals)
+    return found["specs"]
 
 
 def shard_map_forward(eqn, invals, active):
     sm = sj.shard_map_of(eqn)
-    body = sm.body
-    if body.constvars:
+    if sm.body.constvars:
         raise AssertionError("a shard_map body with constvars: not produced by JAX")
 
     def per_device(*args):
-        outs, tape = forward(body, [], list(args), active)
-        values = tuple(tape.values[i][None] for i in kept_slots(body))
-        subs = jax.tree_util.tree_map(lambda x: x[None], tape.subs)
-        return tuple(outs), (values, subs)
+        outs, kept = per_device_tape(sm.body, args, active)
+        return outs, jax.tree_util.tree_map(lambda x: x[None], kept)
 
-    value_specs, sub_spec = tape_specs(sm, body)
-    run = sj.shard_map_call(per_device, sm, sm.in_specs, (sm.out_specs, (value_specs, sub_spec)))
-    outs, stacked = run(*invals)
+    specs = tape_specs(sm, invals, active)
+    outs, stacked = sj.shard_map_call(per_device, sm, sm.in_specs, (sm.out_specs, specs))(*invals)
     return list(outs), stacked
 
 
@@ -107,17 +115,15 @@ def shard_map_backward(eqn, stacked, invals, cts, active):
         for i in wanted:
             c = ct_in[i]
             if c is None:
-                aval = body.invars[i].aval
-                c = jnp.zeros(aval.shape, aval.dtype)
+                c = sj.zeros(body.invars[i].aval)
             elif not sm.check_vma and unmentioned(sm, sm.in_specs[i]):
                 c = lax.psum(c, unmentioned(sm, sm.in_specs[i]))
             result.append(c)
         return tuple(result)
 
-    value_specs, sub_spec = tape_specs(sm, body)
+    specs = tape_specs(sm, invals, active)
     run = sj.shard_map_call(
-        per_device, sm,
-        ((value_specs, sub_spec), tuple(sm.in_specs), tuple(sm.out_specs[i] for i in live)),
+        per_device, sm, (specs, tuple(sm.in_specs), tuple(sm.out_specs[i] for i in live)),
         tuple(sm.in_specs[i] for i in wanted))
     grads = run(stacked, tuple(invals), tuple(cts[i] for i in live))
     result = [None] * len(invals)

@@ -10,8 +10,7 @@ Each is linear, so its VJP is its transpose:
 - ``psum`` without replication checking (every value taken as varying) transposes to ``psum``;
 - ``all_gather`` <-> ``psum_scatter`` (``reduce_scatter``) along the same dimension;
   ``all_gather_invariant``'s cotangent is this device's slice of the gathered cotangent;
-- ``ppermute``: the inverse permutation; ``all_to_all``: split and concat axes swapped;
-- ``pbroadcast`` (``source``'s value to every device): the sum of cotangents, at ``source``.
+- ``ppermute``: the inverse permutation; ``all_to_all``: split and concat axes swapped.
 
 Derivations: the collectives' adjoints as stated in JAX's ``lax/parallel.py`` (the same
 identities; each written here from the collective's definition as a linear map).
@@ -97,13 +96,6 @@ def _ppermute(ct, x, *, out, axis_name, perm):
 def _all_to_all(ct, x, *, out, axis_name, split_axis, concat_axis, axis_index_groups, tiled):
     return (lax.all_to_all(ct, axis_name, concat_axis, split_axis,
                            axis_index_groups=axis_index_groups, tiled=tiled),)
-
-
-@defvjp("pbroadcast")
-def _pbroadcast(ct, x, *, out, axis_name, source):
-    total = lax.psum(ct, axis_name)
-    at_source = lax.axis_index(axis_name) == source
-    return (jnp.where(at_source, total, jnp.zeros_like(total)),)
 
 
 defnograd("axis_index")

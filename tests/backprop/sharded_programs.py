@@ -1,0 +1,250 @@
+"""Sharded programs for ``test_sharding.py``, run in a child process on 8 simulated CPU devices
+(JAX fixes the device count when it starts): ``python -m tests.backprop.sharded_programs``
+prints one JSON line per case, ``{"case": name, "error": null or what failed}``.
+
+Each case is ``(f, plain, args)`` on a 4 x 2 mesh ("data", "model"): ``f`` is sharded
+(shard_map with collectives, sharding constraints, device_put), ``plain`` the same function
+written for one device without sharding (``None`` where ``f`` has no such twin). Checked in
+float64: the engine's gradient, eager and under jit, against ``jax.grad`` (values and the
+gradients' shardings) and against ``jax.grad`` of ``plain``.
+"""
+from __future__ import annotations
+
+import os
+
+if __name__ == "__main__":
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+
+import inspect
+import json
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+MESH_SHAPE = (4, 2)
+RNG = np.random.default_rng(13)
+W = RNG.standard_normal((4, 6)) / 2      # [in, out]: out split over "model" where sharded
+X = RNG.standard_normal((8, 4))          # [batch, in]: batch split over "data"
+W2 = RNG.standard_normal((6, 3)) / 2     # [hidden, out]: hidden split over "model" (rows)
+
+
+def mesh_of():
+    devices = np.array(jax.devices()[:8]).reshape(MESH_SHAPE)
+    return jax.sharding.Mesh(devices, ("data", "model"))
+
+
+def smap(mesh, body, in_specs, out_specs, **kw):
+    return jax.shard_map(body, mesh=mesh, in_specs=in_specs, out_specs=out_specs, **kw)
+
+
+def psum_and_gather(mesh, check_vma):
+    def body(w, x):  # w: [4, 3], x: [2, 4] per device
+        h = jnp.tanh(x @ w)
+        total = lax.psum((h ** 2).sum(), ("data", "model"))
+        return lax.all_gather(h, "model", axis=1, tiled=True) * total
+
+    f = smap(mesh, body, (P(None, "model"), P("data", None)), P("data", "model"),
+             check_vma=check_vma)
+
+    def plain(w, x):
+        h = jnp.tanh(x @ w)
+        return jnp.tile(h, (1, 2)) * (h ** 2).sum()
+
+    return (lambda w, x: (f(w, x) ** 2).sum()), (lambda w, x: (plain(w, x) ** 2).sum())
+
+
+def megatron_mlp(mesh):
+    """Column-split first matrix, row-split second, one psum: Megatron's MLP."""
+    def body(w1, w2, x):  # w1: [4, 3], w2: [3, 3] (rows of [6, 3]), x: [2, 4]
+        return lax.psum(jax.nn.relu(x @ w1) @ w2, "model")
+
+    f = smap(mesh, body, (P(None, "model"), P("model", None), P("data", None)),
+             P("data", None))
+    return (lambda w, w2, x: jnp.sum(jnp.tanh(f(w, w2, x)) ** 2),
+            lambda w, w2, x: jnp.sum(jnp.tanh(jax.nn.relu(x @ w) @ w2) ** 2))
+
+
+def scatter_and_all_to_all(mesh, tiled):
+    def body(w, x):  # h: [2, 3] per device
+        h = x @ w
+        both = jnp.concatenate([h, 2 * h], axis=0) if tiled else jnp.stack([h] * 4)
+        rs = lax.psum_scatter(both, "data", scatter_dimension=0, tiled=tiled)
+        a2a = lax.all_to_all(h, "model", 0, 1, tiled=True)
+        return lax.pmean((rs ** 2).sum() + jnp.cos(a2a).sum(), ("data", "model"))
+
+    return (lambda w, x: smap(mesh, body, (P(None, "model"), P("data", None)), P())(w, x)), None
+
+
+def ring_shift(mesh):
+    def body(x):  # x: [2, 4]
+        shifted = lax.ppermute(jnp.sin(x), "data", perm=[(i, (i + 1) % 4) for i in range(4)])
+        return shifted * x * (lax.axis_index("data") + 1.0)
+
+    f = smap(mesh, body, P("data", None), P("data", None))
+    scale = jnp.repeat(jnp.arange(1.0, 5.0), 2)[:, None]
+    return (lambda x: (f(x) ** 2).sum()), (
+        lambda x: ((jnp.roll(jnp.sin(x), 2, axis=0) * x * scale) ** 2).sum())
+
+
+def all_gather_invariant(x, axis_name, *, axis, tiled):
+    """An all_gather whose result is typed invariant: public from JAX 0.12 (``to=``)."""
+    if "to" in inspect.signature(lax.all_gather).parameters:
+        return lax.all_gather(x, axis_name, axis=axis, tiled=tiled, to="invarying")
+    from jax._src.lax.parallel import all_gather_invariant as older
+    return older(x, axis_name, axis=axis, tiled=tiled)
+
+
+def gather_untiled_and_invariant(mesh):
+    def body(x):  # x: [2, 4] per device
+        g = lax.all_gather(x, "data", axis=0, tiled=False)          # [4, 2, 4], varying
+        inv = all_gather_invariant(jnp.tanh(x), "data", axis=0, tiled=True)  # [8, 4]
+        return (g ** 2).sum(axis=(0, 1)) * 0.5 + lax.pcast((inv ** 3).sum(axis=0), ("data",),
+                                                           to="varying")
+
+    f = smap(mesh, body, P("data", None), P("data"), axis_names=frozenset({"data"}))
+    return (lambda x: f(x).sum()), None
+
+
+def partially_manual(mesh):
+    """Only "model" is manual; "data" stays automatic (XLA partitions it)."""
+    def body(w, x):  # w: [4, 3], x: [8, 4]
+        return lax.psum(jnp.tanh(x @ w).sum(axis=1), "model")
+
+    f = smap(mesh, body, (P(None, "model"), P()), P(), axis_names=frozenset({"model"}))
+
+    def sharded(w, x):
+        x = lax.with_sharding_constraint(x, NamedSharding(mesh, P("data", None)))
+        return jnp.sum(f(w, x) ** 2)
+
+    return sharded, (lambda w, x: jnp.sum(jnp.tanh(x @ w).sum(axis=1) ** 2))
+
+
+def scan_in_body(mesh):
+    def body(w, xs):  # xs: [2, 4]: a recurrence over this device's rows
+        def step(h, x):
+            h = jnp.tanh(h @ w[:, :4].T + x)
+            return h, h.sum()
+
+        h0 = lax.pcast(jnp.zeros(4), ("data",), to="varying")  # the carry varies as xs do
+        h, ys = lax.scan(step, h0, xs)
+        return lax.psum(h.sum() + ys.sum(), "data")
+
+    f = smap(mesh, body, (P(), P("data", None)), P())
+    return (lambda w, x: f(w, x)), None
+
+
+@jax.custom_vjp
+def clip_gradient(x):
+    return x
+
+
+clip_gradient.defvjp(lambda x: (x, None), lambda _, g: (jnp.clip(g, -0.05, 0.05),))
+
+
+def shard_map_in_scan_with_custom_rules(mesh):
+    """A scan whose step is a shard_map: the engine stacks the shard_map's per-device tapes
+    over steps; inside, a custom_vjp (clipping) and jax.nn.softplus (a custom_jvp)."""
+    def body(w, h):  # w: [4, 3] columns over "model", h: [8, 4] replicated
+        return clip_gradient(jax.nn.softplus(h @ w))
+
+    layer = smap(mesh, body, (P(None, "model"), P()), P(None, "model"))
+
+    def f(w, x):
+        h, ys = lax.scan(lambda h, _: (jnp.tanh(layer(w, h)[:, :4]), h.sum()), x, None,
+                         length=3)
+        return (h ** 2).sum() + ys.sum()
+
+    return f, None
+
+
+def annotations(mesh):
+    """How FSDP code places values: a constraint on the weights and on an activation, a
+    device_put of the batch inside the function."""
+    def f(w, x):
+        w = lax.with_sharding_constraint(w, NamedSharding(mesh, P(None, "model")))
+        x = jax.device_put(x, NamedSharding(mesh, P("data", None)))
+        h = lax.with_sharding_constraint(jnp.tanh(x @ w), NamedSharding(mesh, P("data", "model")))
+        return (h ** 2).sum()
+
+    return f, (lambda w, x: (jnp.tanh(x @ w) ** 2).sum())
+
+
+def pmax_has_no_derivative(mesh):
+    """JAX registers no derivative for pmax; the engine raises too (no silent zero)."""
+    return smap(mesh, lambda x: lax.pmax(x, "data"), P("data"), P()), None
+
+
+CASES = {  # name -> (builder(mesh) -> (f, plain), args)
+    "psum_all_gather": (lambda m: psum_and_gather(m, True), (W, X)),
+    "psum_all_gather_no_check_vma": (lambda m: psum_and_gather(m, False), (W, X)),
+    "megatron_mlp_relu": (megatron_mlp, (W, W2, X)),
+    "psum_scatter_tiled_all_to_all_pmean": (lambda m: scatter_and_all_to_all(m, True), (W, X)),
+    "psum_scatter_untiled": (lambda m: scatter_and_all_to_all(m, False), (W, X)),
+    "ppermute_axis_index": (ring_shift, (X,)),
+    "all_gather_untiled_invariant": (gather_untiled_and_invariant, (X,)),
+    "partially_manual_mesh": (partially_manual, (W, X)),
+    "scan_inside_shard_map": (scan_in_body, (W, X)),
+    "sharding_constraint_device_put": (annotations, (W, X)),
+    "shard_map_in_scan_custom_rules": (shard_map_in_scan_with_custom_rules, (W, X)),
+    "pmax_no_derivative": (pmax_has_no_derivative, (X[:, 0],)),
+}
+
+
+def check_no_derivative(f, args) -> None:
+    from funcnn import backprop
+
+    for grad in (jax.grad, backprop.grad):
+        try:
+            grad(lambda x: f(x).sum())(*args)
+        except NotImplementedError as e:  # MissingRuleError is one
+            assert "pmax" in str(e), e
+        else:
+            raise AssertionError(f"{grad.__module__}.grad differentiated pmax")
+
+
+def same_sharding(a, b) -> bool:
+    return a.sharding.is_equivalent_to(b.sharding, a.ndim)
+
+
+def check(name) -> None:
+    from funcnn import backprop
+    from tests.helpers import assert_trees_close
+
+    build, args = CASES[name]
+    mesh = mesh_of()
+    f, plain = build(mesh)
+    if build is pmax_has_no_derivative:
+        return check_no_derivative(f, args)
+    nums = tuple(range(len(args)))
+    want = jax.jit(jax.grad(f, argnums=nums))(*args)
+    for label, got in (("eager", backprop.grad(f, argnums=nums)(*args)),
+                       ("jit", jax.jit(backprop.grad(f, argnums=nums))(*args))):
+        assert_trees_close(got, want, rtol=1e-12, atol=1e-12, what=f"{label} vs jax.grad: ")
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            assert same_sharding(g, w), (f"{label}: gradient {i} sharded {g.sharding}, "
+                                         f"jax.grad's {w.sharding}")
+    if plain is not None:
+        one = jax.jit(jax.grad(plain, argnums=nums))(*args)
+        assert_trees_close(want, one, rtol=1e-12, atol=1e-12, what="sharded vs one device: ")
+
+
+def main(names) -> int:
+    jax.config.update("jax_enable_x64", True)
+    assert len(jax.devices()) >= 8, jax.devices()
+    for name in names:
+        try:
+            check(name)
+            error = None
+        except Exception as e:  # reported to the parent test, which fails on it
+            error = f"{type(e).__name__}: {e}"
+        print(json.dumps({"case": name, "error": error}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:] or list(CASES)))
