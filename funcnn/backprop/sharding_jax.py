@@ -6,7 +6,8 @@ The same on the JAX versions CI runs (0.10, 0.11, 0.12): ``sharding_constraint``
 collectives in ``jax._src.lax.parallel``; inside ``shard_map`` an aval's ``mat.varying`` is the
 set of manual mesh axes along which the value differs between devices (its "vma"); a
 ``shard_map`` equation holds ``jaxpr`` (open), ``mesh``, ``in_specs``, ``out_specs``,
-``check_vma`` and ``newly_manual_axes``. Everything else the rules need is public ``jax.lax``.
+``check_vma`` and ``newly_manual_axes``; ``reshard`` (explicit sharding) lives in ``jax._src.pjit``
+and binds under its mesh. Everything else the rules need is public ``jax.lax``.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import NamedTuple
 
 import jax
 from jax._src import core, dispatch, pjit
+from jax._src import mesh as mesh_lib
 from jax._src.lax import parallel
 
 SHARDING_CONSTRAINT = pjit.sharding_constraint_p
@@ -22,6 +24,7 @@ PVARY = core.pvary_p
 PSUM_INVARIANT = parallel.psum_invariant_p
 PSUM = parallel.psum_p
 COPY = dispatch.ArrayCopySemantics
+RESHARD = pjit.reshard_p
 
 
 def varying_axes(aval) -> frozenset:
@@ -49,6 +52,14 @@ def device_put_back(cts, *, devices, srcs, copy_semantics):
                              "the backward pass cannot donate; drop donate=True there")
     return DEVICE_PUT.bind(*cts, devices=tuple(srcs), srcs=tuple(devices),
                            copy_semantics=tuple(COPY.ALWAYS_COPY for _ in cts))
+
+
+def reshard_back(ct, x, *, concrete_mesh):
+    """The transpose of ``reshard`` (explicit sharding): the cotangent takes the sharding that
+    the input's type carries."""
+    sharding = jax.typeof(x).sharding
+    with mesh_lib.use_abstract_mesh(sharding.mesh):
+        return RESHARD.bind(ct, dst_sharding=sharding, concrete_mesh=concrete_mesh)
 
 
 class ShardMap(NamedTuple):

@@ -174,6 +174,23 @@ def annotations(mesh):
     return f, (lambda w, x: (jnp.tanh(x @ w) ** 2).sum())
 
 
+def explicit_reshard(mesh):
+    """Explicit sharding (axis types in the values' types): reshard between layouts."""
+    from jax.sharding import AxisType
+
+    explicit = jax.sharding.Mesh(mesh.devices, mesh.axis_names,
+                                 axis_types=(AxisType.Explicit,) * 2)
+
+    def f(w, x):
+        w = jax.device_put(w, NamedSharding(explicit, P(None, "model")))
+        x = jax.device_put(x, NamedSharding(explicit, P("data", None)))
+        h = jnp.sin(jax.sharding.reshard(w, NamedSharding(explicit, P("data", None)))) * 2.0
+        g = jax.sharding.reshard(jnp.tanh(x), NamedSharding(explicit, P(None, "model")))
+        return (h ** 2).sum() + (g ** 3).sum()
+
+    return f, (lambda w, x: ((jnp.sin(w) * 2.0) ** 2).sum() + (jnp.tanh(x) ** 3).sum())
+
+
 def pmax_has_no_derivative(mesh):
     """JAX registers no derivative for pmax; the engine raises too (no silent zero)."""
     return smap(mesh, lambda x: lax.pmax(x, "data"), P("data"), P()), None
@@ -191,6 +208,7 @@ CASES = {  # name -> (builder(mesh) -> (f, plain), args)
     "scan_inside_shard_map": (scan_in_body, (W, X)),
     "sharding_constraint_device_put": (annotations, (W, X)),
     "shard_map_in_scan_custom_rules": (shard_map_in_scan_with_custom_rules, (W, X)),
+    "explicit_sharding_reshard": (explicit_reshard, (W, X)),
     "pmax_no_derivative": (pmax_has_no_derivative, (X[:, 0],)),
 }
 

@@ -3,7 +3,8 @@
 Each is linear, so its VJP is its transpose:
 
 - ``sharding_constraint``: the cotangent gets the same constraint;
-- ``device_put``: the cotangent goes back to where the input lived;
+- ``device_put``: the cotangent goes back to where the input lived; ``reshard`` (explicit
+  sharding): the cotangent takes the input's sharding;
 - ``pvary`` (invariant -> varying over ``axes``) and ``psum_invariant`` (varying -> invariant
   sum) are each other's transposes: the cotangent of a value copied to every device is the sum
   of the copies' cotangents, and a sum's cotangent reaches every summand;
@@ -27,6 +28,11 @@ from funcnn.backprop.registry import defnograd, defvjp
 @defvjp("sharding_constraint")
 def _sharding_constraint(ct, x, *, out, **params):
     return (sj.SHARDING_CONSTRAINT.bind(ct, **params),)
+
+
+@defvjp("reshard")
+def _reshard(ct, x, *, out, dst_sharding, concrete_mesh):
+    return (sj.reshard_back(ct, x, concrete_mesh=concrete_mesh),)
 
 
 @defvjp("device_put")
