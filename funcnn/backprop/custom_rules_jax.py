@@ -12,15 +12,17 @@ The params, on the JAX versions CI runs (0.10, 0.11, 0.12):
 - ``custom_jvp_call``: ``call_jaxpr`` (the primal body over consts + args), ``num_consts``,
   ``symbolic_zeros``, ``jvp_jaxpr_fun`` with ``call_wrapped(*in_zeros) -> (jaxpr, consts,
   out_zeros)``: the rule as a jaxpr over ``(*primals, *nonzero tangents)`` returning
-  ``(*primal outs, *nonzero tangent outs)``; consts carry no tangent.
+  ``(*primal outs, *nonzero tangent outs)``; the equation's consts carry no tangent. The rule's
+  own constants are its constvars on 0.10 and its leading inputs from 0.11 on.
 - ``custom_vjp_call``: ``fwd_jaxpr_thunk``, ``bwd``, ``out_trees``, ``num_consts``,
   ``symbolic_zeros``; ``get_bind_params`` lifts them to ``fwd(x0, nz0, x1, nz1, ...) ->
   (*residuals not forwarded, *primal outs)`` and ``bwd(*residuals, *cts) -> one cotangent per
   input`` (``Zero`` objects for zeros), and ``out_trees() -> (out_tree, res_tree,
   input_forwards)`` says which residuals are inputs passed through.
 
-One difference between version families, kept in :data:`FAMILY`: from 0.11 on, ``bwd``
-returns ``(cotangents, logs)`` (``custom_vjp.defvjp_with_logs``); 0.10 returns the cotangents.
+Two differences between version families: from 0.11 on, ``bwd`` returns ``(cotangents,
+logs)`` (``custom_vjp.defvjp_with_logs``; :data:`FAMILY`), and a JVP rule's constants are its
+leading inputs (:func:`jvp_rule` reads which from the jaxpr's arity).
 """
 from __future__ import annotations
 
@@ -36,12 +38,14 @@ from funcnn.backprop.sharding_jax import zeros
 
 
 class JvpRule(NamedTuple):
-    """A custom JVP rule as a jaxpr: ``jaxpr(*primals, *tangents)`` over ``consts`` gives
-    ``(*primal outs, *tangent outs)``; ``tangent_in[i]`` says whether input i has a tangent in
-    the jaxpr, ``tangent_out[j]`` whether output j does (the others are symbolic zeros)."""
+    """A custom JVP rule as a jaxpr: ``jaxpr(*leading, *primals, *tangents)`` over ``consts``
+    gives ``(*primal outs, *tangent outs)``; ``leading`` are constants the jaxpr takes as its
+    first inputs (no tangent); ``tangent_in[i]`` says whether input i has a tangent in the
+    jaxpr, ``tangent_out[j]`` whether output j does (the others are symbolic zeros)."""
 
     jaxpr: object
     consts: list
+    leading: list
     tangent_in: list
     tangent_out: list
 
@@ -75,7 +79,16 @@ def jvp_rule(eqn, nonzero: Sequence[bool]) -> JvpRule:
     in_nonzero = list(nonzero) if symbolic_zeros(eqn) else [True] * len(nonzero)
     jaxpr, consts, out_zeros = eqn.params["jvp_jaxpr_fun"].call_wrapped(
         *[not nz for nz in in_nonzero])
-    return JvpRule(jaxpr, list(consts), in_nonzero, [not z for z in out_zeros])
+    consts = list(consts)
+    # 0.10 binds every constant to a constvar; 0.11+ gives constants the jaxpr takes as its
+    # leading inputs (no constvars): the inputs beyond primals and tangents are those.
+    n_leading = len(jaxpr.invars) - len(nonzero) - sum(in_nonzero)
+    n_constvars = len(jaxpr.constvars)
+    if n_leading < 0 or n_constvars + n_leading != len(consts):
+        raise AssertionError(f"custom_jvp rule of {len(jaxpr.invars)} inputs and "
+                             f"{len(consts)} constants for {len(nonzero)} primals")
+    return JvpRule(jaxpr, consts[:n_constvars], consts[n_constvars:], in_nonzero,
+                   [not z for z in out_zeros])
 
 
 def vjp_fwd(eqn, invals: Sequence, nonzero: Sequence[bool]):

@@ -226,6 +226,17 @@ def safe_log1pexp(x):  # log(1 + e^x); the body's derivative is NaN at x = 1000 
 safe_log1pexp.defjvps(lambda t, ans, x: t * jax.nn.sigmoid(x))
 
 
+COEFFS = np.linspace(0.5, 2.0, 12).reshape(3, 4)  # closed over by the function and its rule: a const input
+
+
+@jax.custom_jvp
+def with_constants(x):
+    return jnp.sin(x * COEFFS)
+
+
+with_constants.defjvps(lambda t, ans, x: jnp.cos(x * COEFFS) * COEFFS * t)
+
+
 @jax.custom_jvp
 def outer_rule(x):  # a custom rule whose JVP calls another custom_jvp function (relu)
     return jnp.tanh(x)
@@ -296,6 +307,10 @@ def custom_jvp_in_scan(w, xs):
 def custom_jvp_in_cond(w, x):
     return lax.cond(x.sum() > 0, lambda a: jax.nn.softplus(a).sum(),
                     lambda a: scaled_sin(a).sum(), x @ w)
+
+
+def custom_jvp_closed_over_constants(w, x):
+    return with_constants(x @ w).sum() + jax.scipy.special.dawsn(x @ w).sum()
 
 
 def custom_jvp_nested(w, x):
@@ -494,6 +509,8 @@ CASES = [  # (name, f, second argument, primitive that must be in the jaxpr, fin
     ("custom_jvp_in_scan", custom_jvp_in_scan, XS, "custom_jvp_call", True),
     ("custom_jvp_in_cond", custom_jvp_in_cond, X, "custom_jvp_call", False),
     ("custom_jvp_nested", custom_jvp_nested, X, "custom_jvp_call", False),
+    ("custom_jvp_closed_over_constants", custom_jvp_closed_over_constants, X,
+     "custom_jvp_call", True),
     ("custom_vjp_clip", custom_vjp_clip, X, "custom_vjp_call", False),
     ("custom_vjp_nondiff_int_residuals", custom_vjp_nondiff_int_residuals, X, "custom_vjp_call",
      False),

@@ -39,8 +39,8 @@ def custom_jvp_forward(eqn, invals, active):
     rule, _, tangent_active = tangent_inputs(eqn, active)
     tangents = [jaxrules.zeros_for(v.aval)
                 for v, nz in zip(eqn.invars[nc:], rule.tangent_in, strict=True) if nz]
-    outs, tape = forward(rule.jaxpr, rule.consts, [*args, *tangents],
-                         [False] * len(args) + tangent_active)
+    outs, tape = forward(rule.jaxpr, rule.consts, [*rule.leading, *args, *tangents],
+                         [False] * (len(rule.leading) + len(args)) + tangent_active)
     return outs[:len(eqn.outvars)], tape
 
 
@@ -48,9 +48,10 @@ def custom_jvp_backward(eqn, tape, invals, cts, active):
     nc = jaxrules.num_consts(eqn)
     rule, act, tangent_active = tangent_inputs(eqn, active)
     ct_tangents = [ct for ct, nz in zip(cts, rule.tangent_out, strict=True) if nz]
+    n_fixed = len(rule.leading) + len(act)
     ct_in = backward(rule.jaxpr, tape, [None] * len(eqn.outvars) + ct_tangents,
-                     [False] * len(act) + tangent_active)
-    ct_tangent_in = iter(ct_in[len(act):])
+                     [False] * n_fixed + tangent_active)
+    ct_tangent_in = iter(ct_in[n_fixed:])
     return [None] * nc + [next(ct_tangent_in) if nz else None for nz in rule.tangent_in]
 
 
