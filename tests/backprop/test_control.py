@@ -226,7 +226,7 @@ def safe_log1pexp(x):  # log(1 + e^x); the body's derivative is NaN at x = 1000 
 safe_log1pexp.defjvps(lambda t, ans, x: t * jax.nn.sigmoid(x))
 
 
-COEFFS = np.linspace(0.5, 2.0, 12).reshape(3, 4)  # closed over by the function and its rule: a const input
+COEFFS = np.linspace(0.5, 2.0, 12).reshape(3, 4)  # closed over by function and rule: a const
 
 
 @jax.custom_jvp
