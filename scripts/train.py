@@ -8,10 +8,17 @@ And do the hand-written engine and SGD give what jax.grad and Optax give?
     python scripts/train.py --model rnn --backprop jax --optimizer optax
     python scripts/train.py --model cnn --compare       # hand/jax x manual/optax, one figure
     python scripts/train.py --model mlp --quick         # seconds: a subset, two epochs
+    python scripts/train.py --model transformer --mesh data=4,model=2 --layout 2d
 
 Prints one line per epoch, then ``test_accuracy=<float>`` last. Writes ``metrics.json``,
 ``curves.png`` (train loss and test accuracy per epoch) and ``checkpoint.npz`` (per run
 ``checkpoint-<backprop>-<optimizer>.npz`` with --compare) into ``--out``.
+
+``--layout dp|fsdp|tp|2d`` trains on a device mesh (``--mesh data=4,model=2``; default every
+device along the layout's axis, ``"data"`` or ``"model"``) with ``funcnn.parallel``: ``dp``
+through ``train(data_parallel=True)`` (batch fed split), the others through a model whose loss
+constrains its parameters and batch to the layout (the batch is fed whole and split on the
+devices). Simulate devices on a CPU with ``XLA_FLAGS=--xla_force_host_platform_device_count=8``.
 """
 import argparse
 import json
@@ -22,7 +29,7 @@ import time
 import jax
 import numpy as np
 
-from funcnn import data, models
+from funcnn import data, models, parallel
 from funcnn.train import DivergedError, train
 
 # Per-model defaults, chosen to reach the README's held-out accuracy on 2 CPU cores.
@@ -34,6 +41,7 @@ DEFAULTS = {
 }
 LAYOUT = {"mlp": "flat", "cnn": "image", "rnn": "sequence", "transformer": "sequence"}
 QUICK = dict(train=256, test=128, epochs=2)
+NUM_HEADS = {"transformer": 4}  # build_model's; the tensor-parallel split checks it divides
 
 
 def build_model(name):
@@ -62,6 +70,13 @@ def parse_args(argv=None):
     p.add_argument("--resume", metavar="CKPT", help="continue from this checkpoint")
     p.add_argument("--data-parallel", action="store_true",
                    help="shard each batch over all devices (jax.sharding)")
+    p.add_argument("--layout", choices=parallel.LAYOUTS + ("fsdp_tp",),
+                   help="train sharded on --mesh: dp (replicated), fsdp (parameters and "
+                        "optimizer state split over 'data'), tp (Megatron over 'model'), "
+                        "2d (both)")
+    p.add_argument("--mesh", metavar="AXES",
+                   help="the device mesh, e.g. data=4,model=2 (default: every device along "
+                        "the layout's axis); implies --layout dp when --layout is not given")
     p.add_argument("--compare", action="store_true",
                    help="train hand/jax x manual/optax and plot all four in one figure")
     p.add_argument("--quick", action="store_true",
@@ -70,6 +85,14 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.compare and args.resume:
         p.error("--resume continues one run; it cannot be combined with --compare")
+    if args.mesh is not None:
+        try:
+            args.mesh = parallel.parse_mesh(args.mesh)
+        except ValueError as e:
+            p.error(str(e))
+        args.layout = args.layout or "dp"
+    if args.layout and args.data_parallel:
+        p.error("--data-parallel is --layout dp on every device; give one of them")
     for field, value in DEFAULTS[args.model].items():
         if getattr(args, field) is None:
             setattr(args, field, value)
@@ -88,6 +111,45 @@ def load_data(args):
     return ds
 
 
+def default_mesh(layout):
+    """Every device along the layout's axis (``2d`` needs ``--mesh``)."""
+    if parallel.layout_name(layout) == "2d":
+        raise ValueError("--layout 2d needs the mesh's two axes: give --mesh data=D,model=M")
+    axis = parallel.MODEL if layout == "tp" else parallel.DATA
+    return {axis: len(jax.devices())}
+
+
+def sharded(args, model, ds):
+    """``(model, train keyword arguments, mesh, plan or None)`` for ``--layout``."""
+    mesh = parallel.make_mesh(args.mesh or default_mesh(args.layout))
+    if args.layout == "dp":
+        return model, dict(data_parallel=True, mesh=mesh), mesh, None
+    plan = parallel.make_plan(args.layout, mesh, jax.eval_shape(model.init, jax.random.key(0)),
+                              num_heads=NUM_HEADS.get(args.model))
+    keywords = {}
+    if plan.data_axis is not None:
+        parallel.check_divisible(args.batch_size, mesh, f"--layout {args.layout} --batch-size",
+                                 axis=plan.data_axis)
+        # a last partial batch that does not split over the data axis is dropped, as dp does
+        keywords["drop_last"] = len(ds.x_train) % args.batch_size % mesh.shape[plan.data_axis] != 0
+    return parallel.sharded_model(model, plan), keywords, mesh, plan
+
+
+def layout_report(params, mesh, plan):
+    """Where the trained parameters live: per leaf its sharding's spec, and whether it is the
+    layout's (replicated for dp)."""
+    specs = plan.param_specs if plan is not None else jax.tree.map(
+        lambda _: jax.sharding.PartitionSpec(), params)
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    report = {}
+    for (path, leaf), spec in zip(flat, jax.tree.leaves(specs), strict=True):
+        wanted = jax.sharding.NamedSharding(mesh, spec)
+        report[jax.tree_util.keystr(path)] = {
+            "spec": str(spec), "in_layout": leaf.sharding.is_equivalent_to(wanted, leaf.ndim),
+            "devices": len(leaf.sharding.device_set)}
+    return report
+
+
 def run(args, ds, backprop, optimizer, checkpoint, label):
     """One training run; prints a line per epoch; returns its metrics dict."""
 
@@ -96,15 +158,23 @@ def run(args, ds, backprop, optimizer, checkpoint, label):
               f"  test_accuracy={r['test_accuracy']:.4f}  ({r['seconds']:.2f}s)", flush=True)
 
     start = time.perf_counter()
-    result = train(build_model(args.model), ds, epochs=args.epochs,
+    model, keywords = build_model(args.model), {"data_parallel": args.data_parallel}
+    if args.layout:
+        model, more, mesh, plan = sharded(args, model, ds)
+        keywords.update(more)
+    result = train(model, ds, epochs=args.epochs,
                    batch_size=args.batch_size, learning_rate=args.lr,
                    momentum=args.momentum, nesterov=args.nesterov, backprop=backprop,
                    optimizer=optimizer, seed=args.seed, checkpoint=checkpoint,
-                   resume=args.resume, data_parallel=args.data_parallel, callback=report)
+                   resume=args.resume, callback=report, **keywords)
     history = result.history
-    return {"backprop": backprop, "optimizer": optimizer, "history": history,
-            "test_accuracy": history[-1]["test_accuracy"] if history else None,
-            "wall_seconds": time.perf_counter() - start, "checkpoint": checkpoint}
+    metrics = {"backprop": backprop, "optimizer": optimizer, "history": history,
+               "test_accuracy": history[-1]["test_accuracy"] if history else None,
+               "wall_seconds": time.perf_counter() - start, "checkpoint": checkpoint}
+    if args.layout:
+        metrics.update(layout=args.layout, mesh=dict(mesh.shape),
+                       params=layout_report(result.params, mesh, plan))
+    return metrics
 
 
 def plot(runs, path, title):
