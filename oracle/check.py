@@ -164,7 +164,7 @@ def _path(names, path) -> str:
 
 def check_grads(f, *args, argnums=0, vjp=None, cotangent=None, seed=0, max_coords=64,
                 num_directions=8, kinks=(), kink_grads=None, engine=True, rtol=None,
-                name=None) -> Report:
+                name=None, step_scale=None) -> Report:
     """Compare funcnn's engine, ``jax.vjp`` and float64 finite differences on ``f(*args)``,
     and your own backward pass ``vjp`` if given.
 
@@ -194,8 +194,14 @@ def check_grads(f, *args, argnums=0, vjp=None, cotangent=None, seed=0, max_coord
         engine: False checks only jax against finite differences.
         rtol: the rounding budget of the gradient under test (``oracle.tolerance``).
         name: the report's title (default: f's name).
+        step_scale: if given, every finite-difference step is ``STEP_FRACTION * step_scale``
+            instead of relative to each input's magnitude (``oracle.finite_diff``).
 
     Returns: a ``Report``; ``report.assert_ok()`` raises with its table.
+
+    Raises: ``NotAJaxFunction`` (a ``TypeError``) if ``f`` cannot be traced by JAX (NumPy or
+    PyTorch code): the message says to pass your backward as ``vjp=`` with a JAX forward, or
+    to wrap yours with ``jax.pure_callback``.
     """
     start = time.perf_counter()
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
@@ -217,7 +223,7 @@ def check_grads(f, *args, argnums=0, vjp=None, cotangent=None, seed=0, max_coord
     with ctx:
         diff = [jnp.asarray(v) for v, m in zip(values, diff_mask, strict=True) if m]
         fixed = [jnp.asarray(v) for v, m in zip(values, diff_mask, strict=True) if not m]
-        out_shape = jax.eval_shape(lambda *a: f(*a), *jax.tree_util.tree_unflatten(
+        out_shape = _trace_shapes(f, jax.tree_util.tree_unflatten(
             treedef, _merge(diff, fixed, diff_mask)))
         ct = _cotangent(out_shape, cotangent, seed)
         grads, error = vjp_both(grads_fn, diff, fixed, ct, engine)
@@ -227,7 +233,7 @@ def check_grads(f, *args, argnums=0, vjp=None, cotangent=None, seed=0, max_coord
             grads["yours"] = yours
             report.errors += error
     fd = _finite_differences(stencil_fn, values, diff_mask, ct, seed, max_coords,
-                             num_directions, kinks)
+                             num_directions, kinks, step_scale)
     if isinstance(fd, str):
         report.errors.append(fd)
         fd = None
@@ -247,6 +253,34 @@ def check_grads(f, *args, argnums=0, vjp=None, cotangent=None, seed=0, max_coord
                 report.leaves.append(leaf)
     report.seconds = time.perf_counter() - start
     return report
+
+
+class NotAJaxFunction(TypeError):
+    """``check_grads`` was given a function that cannot be traced by JAX."""
+
+
+NOT_JAX = ("check_grads needs f to be a JAX function (jax.numpy / lax), because funcnn's "
+           "engine, jax.vjp and the finite differences all trace it; calling {name} on traced "
+           "arrays raised {error}. To check a NumPy, PyTorch or other implementation: pass "
+           "its backward pass as vjp=my_vjp (called with NumPy arrays: my_vjp(*args, "
+           "cotangent) -> cotangents) and give a JAX version of the forward as f; or wrap "
+           "your forward (and backward) with jax.pure_callback inside a jax.custom_vjp, so "
+           "that JAX can call them. To check results files instead, see `python -m oracle "
+           "verify` (docs/oracle-format.md).")
+
+
+def _trace_shapes(f, args):
+    """``jax.eval_shape`` of f on args; a function that is not JAX-traceable (it calls
+    ``np.asarray`` or a torch op on its input) raises ``NotAJaxFunction`` saying what to do."""
+    try:
+        return jax.eval_shape(lambda *a: f(*a), *args)
+    except Exception as err:
+        text = f"{type(err).__name__}: {err}"
+        if "Tracer" not in text and not isinstance(err, jax.errors.ConcretizationTypeError):
+            raise
+        first = text.splitlines()[0][:300]
+        raise NotAJaxFunction(NOT_JAX.format(name=getattr(f, "__name__", "f"), error=first)) \
+            from err
 
 
 def vjp_both(grads_fn, diff, fixed, ct, engine=True):
@@ -337,11 +371,11 @@ def _cotangent(out_shape, cotangent, seed):
 
 
 def _finite_differences(stencil_fn, values, diff_mask, ct, seed, max_coords, num_directions,
-                        kinks):
+                        kinks, step_scale=None):
     """Per differentiated leaf: (Directions, Estimate, no_derivative mask); or an error."""
     diff_values = [np.asarray(v, np.float64) for v, m in zip(values, diff_mask, strict=True)
                    if m]
-    dirs = [finite_diff.directions_for(x, max_coords, num_directions, (seed, i))
+    dirs = [finite_diff.directions_for(x, max_coords, num_directions, (seed, i), step_scale)
             for i, x in enumerate(diff_values)]
     sizes = [x.size for x in diff_values]
     total, rows = sum(sizes), sum(len(d.h) for d in dirs)

@@ -1,14 +1,17 @@
 """The command line: ``python -m oracle list | check | export | verify``.
 
-    python -m oracle list   [--cases GLOB] [--dtypes f64 f32]
-    python -m oracle check  [--cases GLOB] [--dtypes f64 f32] [--json PATH] [-v]
-    python -m oracle export GOLDEN [--cases GLOB] [--dtypes f64 f32]
-    python -m oracle verify GOLDEN RESULTS [--cases GLOB] [--json PATH]
+    python -m oracle list   [--cases GLOB] [--dtypes f64 f32 f16 bf16]
+    python -m oracle check  [--cases GLOB] [--dtypes ...] [--json PATH] [-v]
+    python -m oracle export GOLDEN [--cases GLOB] [--dtypes ...]
+    python -m oracle verify GOLDEN RESULTS [--cases GLOB ...] [--skip probes|trajectory]
+                            [--json PATH]
 
 ``check`` runs every selected case through the engine, ``jax.vjp`` and float64 finite
 differences and exits 0 only if all agree. ``verify`` exits 0 when every compared key passes,
-1 on a mismatch or something missing, 2 on input that cannot be read (the message names the
-file and key). ``main(argv)`` returns the exit status, for use in-process.
+1 on a mismatch or something missing, 2 on input that cannot be used (a missing directory, a
+``--cases`` glob that matches nothing, an unknown results key, an unreadable file: the message
+names the file and key). The format: ``docs/oracle-format.md``. ``main(argv)`` returns the
+exit status, for use in-process.
 
 The command line runs with float64 on (``jax_enable_x64``) and float32 matmuls at full
 precision (``jax.default_matmul_precision("highest")``: no TF32 on GPUs).
@@ -40,8 +43,8 @@ def _parser():
     def selection(q):
         q.add_argument("--cases", metavar="GLOB", help="only cases whose name matches, "
                        "e.g. 'layer.*' or '*.f32'")
-        q.add_argument("--dtypes", nargs="+", metavar="DTYPE", help="f64 and/or f32 "
-                       "(default both)")
+        q.add_argument("--dtypes", nargs="+", metavar="DTYPE", help="any of f64 f32 f16 "
+                       "bf16 (default f64 f32; the float16 and bfloat16 cases only when asked)")
 
     selection(sub.add_parser("list", help="list the reference cases"))
     q = sub.add_parser("check", help="engine vs jax.grad vs finite differences on every case")
@@ -57,6 +60,9 @@ def _parser():
     q.add_argument("results", metavar="RESULTS")
     q.add_argument("--cases", metavar="GLOB", action="append",
                    help="only cases whose name matches (repeat for several globs)")
+    q.add_argument("--skip", choices=("probes", "trajectory"), action="append", default=[],
+                   help="do not check the probes (or trajectories) of the cases: the report "
+                        "says they were not checked (default: both are part of each case)")
     q.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     return p
 
@@ -123,7 +129,7 @@ def cmd_verify(args, out):
     from oracle.npzio import InputError
     from oracle.verify import verify
     try:
-        report = verify(args.golden, args.results, args.cases)
+        report = verify(args.golden, args.results, args.cases, skip=tuple(args.skip))
     except InputError as err:
         if args.json:
             _write_json(args.json, {"ok": False, "exit_code": 2, "error": {

@@ -51,3 +51,20 @@ KINKS = {
 }
 
 KINK_MARGIN = 0.05
+
+# What the common frameworks do at each point where the golden files follow CONVENTIONS
+# (each case's spec.kinks repeats the entries that apply to it; docs/oracle-format.md has the
+# table). "numpy" is the usual hand-written NumPy backward.
+FRAMEWORK_DEFAULTS = {
+    "relu_grad_at_0": {"torch": "0 (relu, threshold): the same",
+                       "numpy": "(z > 0) gives 0, the same; (z >= 0) gives 1: wrong here"},
+    "step_grad": {"torch": "heaviside has no gradient: treat as 0",
+                  "numpy": "0, the same"},
+    "sign_grad": {"torch": "0, the same", "numpy": "0, the same"},
+    "abs_grad_at_0": {"torch": "0 (abs backward is sign(z)): differs, write it yourself",
+                      "numpy": "np.sign(z) gives 0: differs; use where(z >= 0, 1, -1)"},
+    "leaky_relu_grad_at_0": {"torch": "negative_slope (backward tests z > 0): differs",
+                             "numpy": "where(z >= 0, 1, a) gives 1, the same; z > 0 gives a"},
+    "max_tie": {"torch": "amax splits evenly; max(dim) and max_pool2d route to one index",
+                "numpy": "usually to the first index"},
+}

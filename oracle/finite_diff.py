@@ -27,7 +27,8 @@ function), and the direction is reported as "no derivative here" instead of comp
 catches the ones between the stencil points.)
 
 Steps: ``h = STEP_FRACTION * max(|x_i|, scale)`` per coordinate, where scale is the rms of the
-leaf (1 for an all-zero leaf); a random direction gets ``h = STEP_FRACTION * scale``.
+leaf (1 for an all-zero leaf); a random direction gets ``h = STEP_FRACTION * scale``. A given
+``step_scale`` makes every step ``STEP_FRACTION * step_scale``.
 
 Random directions are standard normal, drawn by ``numpy.random.default_rng((seed, leaf))``
 where leaf is the leaf's position among the differentiated leaves: the same call gives the
@@ -71,15 +72,19 @@ def leaf_scale(x: np.ndarray) -> float:
     return rms if rms > 0 else 1.0
 
 
-def directions_for(x: np.ndarray, max_coords: int, num_directions: int, rng_key) -> Directions:
+def directions_for(x: np.ndarray, max_coords: int, num_directions: int, rng_key,
+                   step_scale=None) -> Directions:
     """Every coordinate of ``x`` if ``x.size <= max_coords``, else ``num_directions`` random
-    normal directions from ``numpy.random.default_rng(rng_key)``."""
+    normal directions from ``numpy.random.default_rng(rng_key)``. ``step_scale`` (optional)
+    replaces ``max(|x_i|, scale)`` in the step: for functions whose scale of variation is not
+    the input's magnitude (softmax of logits near 1000 varies on a scale of 1)."""
     x = np.asarray(x, np.float64)
-    scale = leaf_scale(x)
+    scale = leaf_scale(x) if step_scale is None else float(step_scale)
     flat = x.reshape(-1)
     if flat.size <= max_coords:
         u = np.eye(flat.size)
-        h = STEP_FRACTION * np.maximum(np.abs(flat), scale)
+        h = STEP_FRACTION * (np.maximum(np.abs(flat), scale) if step_scale is None
+                             else np.full(flat.size, scale))
         labels = [tuple(int(i) for i in np.unravel_index(k, x.shape)) for k in range(flat.size)]
         return Directions(u, h, labels, True)
     rng = np.random.default_rng(rng_key)

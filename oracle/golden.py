@@ -1,4 +1,4 @@
-"""Export reference cases as golden files, format funcnn-oracle/1 (``oracle-format.md``).
+"""Export reference cases as golden files, format funcnn-oracle/1 (``docs/oracle-format.md``).
 
     GOLDEN/manifest.json      format, created_by, conventions, the tolerance rule, the cases
     GOLDEN/<case>.npz         params/, inputs/, cotangents/, outputs/, grads/, probes/,
@@ -29,14 +29,10 @@ import jax
 import numpy as np
 
 from oracle.conventions import CONVENTIONS
+from oracle.fileformat import FORMAT, TOLERANCE_RULE
 from oracle.npzio import sha256, write_npz
-from oracle.reference import ReferenceMismatch
+from oracle.reference import ReferenceMismatch, reference
 from oracle.tolerance import key_atols
-
-FORMAT = "funcnn-oracle/1"
-TOLERANCE_RULE = ("an entry passes when |result - golden| <= atol + rtol * |golden|, with rtol "
-                  "the case's tolerance.rtol and atol the key's own arrays[key].atol (else "
-                  "the case's tolerance.atol); a NaN fails")
 
 
 def created_by() -> dict:
@@ -54,7 +50,9 @@ def case_entry(case, arrays: dict, source: str, sha: str) -> dict:
     atols = key_atols(arrays, case.dtype, tolerance["rtol"])
     entry = {
         "name": case.name, "file": f"{case.name}.npz", "sha256": sha, "kind": case.kind,
-        "description": case.description, "config": case.config, "dtype": case.dtype,
+        "description": case.description, "config": case.config,
+        "spec": case.function_spec, "dtype": case.dtype,
+        **({"storage_dtype": case.storage_dtype} if case.storage_dtype != case.dtype else {}),
         "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype),
                        **({"atol": atols[k]} if k in atols else {})}
                    for k, v in sorted(arrays.items())},
@@ -63,6 +61,9 @@ def case_entry(case, arrays: dict, source: str, sha: str) -> dict:
     }
     if case.probes:
         entry["probes"] = list(case.probes)
+        entry["probe_graph"] = {p: list(case.probe_graph.get(p, ())) for p in case.probes}
+        if case.probe_axes:
+            entry["probe_axes"] = {p: list(a) for p, a in case.probe_axes.items()}
     return entry
 
 
@@ -86,7 +87,7 @@ def export(golden_dir, cases, log=None) -> Exported:
     entries, refused = [], []
     for case in cases:
         try:
-            arrays = case.reference()
+            arrays = reference(case)
         except ReferenceMismatch as err:
             refused.append((case.name, str(err)))
             if log is not None:

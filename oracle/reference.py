@@ -15,14 +15,20 @@ jax's, step by step.
 from __future__ import annotations
 
 import contextlib
-import zlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from oracle import check as check_mod
-from oracle.cases.base import jitted
+from oracle.cases.base import (
+    LOW_PRECISION,
+    _is_float_dtype,
+    flat_keys,
+    jitted,
+    numpy_dtype,
+    to_dtype,
+)
 from oracle.conventions import CONVENTIONS
 from oracle.report import LeafReport
 from oracle.tolerance import NOISE_ULPS, rtol_for
@@ -37,35 +43,12 @@ def _x64_if(flag):
 
 
 def _is_float(x):
-    return np.issubdtype(np.asarray(x).dtype, np.floating)
-
-
-def to_dtype(tree, dtype):
-    return jax.tree_util.tree_map(
-        lambda x: np.asarray(x).astype(dtype) if _is_float(x) else np.asarray(x), tree)
-
-
-def flat_keys(prefix, tree) -> dict:
-    """``{"prefix/a/b": leaf}`` for a pytree of dicts (empty dicts contribute nothing)."""
-    out = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        parts = [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
-        out["/".join([prefix] + parts)] = np.asarray(leaf)
-    return out
+    return _is_float_dtype(np.asarray(x).dtype)
 
 
 def cotangents(case) -> dict:
-    """The case's output cotangents in its dtype: 1 for a scalar output, else standard normal
-    from ``default_rng(crc32(base + "/cotangents"))``."""
-    b = case.built
-    if b.cotangents is not None:
-        return to_dtype(b.cotangents, case.dtype)
-    with jax.enable_x64(True):
-        shapes = jax.eval_shape(b.fn, to_dtype(b.params, np.float64),
-                                to_dtype(b.inputs, np.float64))
-    rng = np.random.default_rng(zlib.crc32((case.spec.base + "/cotangents").encode()))
-    return {k: (np.ones((), case.dtype) if v.shape == () else
-                rng.standard_normal(v.shape).astype(case.dtype)) for k, v in shapes.items()}
+    """The case's output cotangents in its dtype (``Case.cotangents``)."""
+    return case.cotangents()
 
 
 def _vjp(fn, args, diff_args, ct):
@@ -104,6 +87,27 @@ def _cross_check(name, keys, e_grads, j_grads):
                                  "written for a case whose reference is in doubt")
 
 
+def _same_function(case, keys, out, grads, mask, plain):
+    """Raise ReferenceMismatch unless the probed function (taps at zero) and the case's own
+    function give the same outputs and gradients: an instrumented twin
+    (``oracle.cases.instrumented``) must compute exactly funcnn's layer."""
+    p_out, p_grads, p_mask, _ = plain
+    n = len(p_mask)
+    pairs = [(f"outputs/{k}", np.asarray(out[k]), np.asarray(p_out[k])) for k in p_out]
+    mine = [g for g, m in zip(grads, mask, strict=False) if m]
+    theirs = [k for k, m in zip(keys, mask[:n], strict=True) if m]
+    pairs += list(zip(theirs, mine[:len(theirs)], p_grads[1], strict=True))
+    overall = max(float(np.max(np.abs(b), initial=0.0)) for _, _, b in pairs)
+    floor = NOISE_ULPS * float(np.finfo(np.float64).eps) * overall
+    for key, a, b in pairs:
+        tol = rtol_for("float64", "deep") * (np.abs(b) + np.max(np.abs(b), initial=0.0)) + floor
+        if not np.all(np.abs(a - b) <= tol):
+            raise ReferenceMismatch(f"{case.name}: {key}: the probed function and the case's "
+                                    f"own function disagree (max |diff| "
+                                    f"{np.max(np.abs(a - b)):.3e}); the probes would not be "
+                                    "those of the function")
+
+
 def reference(case) -> dict:
     """Every golden array of ``case``, keyed as in format funcnn-oracle/1, in its dtype.
     ``reference(case)["_source"]`` is not an array: it says which engine produced them."""
@@ -119,6 +123,7 @@ def reference(case) -> dict:
             values = jitted(b.probe_values)(p64, i64)
             taps = {k: jnp.zeros_like(v) for k, v in values.items()}
             out, grads, mask, source = _vjp(b.probe_fn, (p64, i64, taps), (0, 1, 2), c64)
+            _same_function(case, keys, out, grads[1], mask, _vjp(b.fn, (p64, i64), (0, 1), c64))
             keys += [f"probes/{k}/adjoint" for k in sorted(taps)]
             for name in b.probes:
                 arrays[f"probes/{name}/value"] = np.asarray(values[name])
@@ -134,9 +139,15 @@ def reference(case) -> dict:
                              arrays["grads/inputs/x"])
         if b.training is not None:
             arrays.update(_trajectory(b.training, p64, i64, engine=True)[0])
-    out = {k: (v.astype(case.dtype) if _is_float(v) else v) for k, v in arrays.items()}
+    out = {k: (_stored(v, case) if _is_float(v) else v) for k, v in arrays.items()}
     out["_source"] = source
     return out
+
+
+def _stored(value, case):
+    """A float array rounded to the case's dtype, in its storage dtype (bfloat16 values are
+    stored as float32)."""
+    return np.asarray(value).astype(numpy_dtype(case.dtype)).astype(case.storage_dtype)
 
 
 def _trajectory(training, params, inputs, engine=True):
@@ -182,34 +193,39 @@ def _hold_convention(case, x, ct, jax_grads, engine_grad):
 def check_case(case, **kwargs):
     """``check_grads`` on a case (see the module docstring); kwargs go to ``check_grads``."""
     b = case.built
-    opts = dict(cotangent=cotangents(case), kinks=b.kinks, name=case.name,
-                rtol=rtol_for(case.dtype, case.depth))
+    # float16 and bfloat16 cases: their golden values are float64 computations on the rounded
+    # inputs, and that is what is checked (the low-precision budget is for other code)
+    dtype = "float64" if case.dtype in LOW_PRECISION else case.dtype
+    ct, params, inputs = cotangents(case), case.params, case.inputs
+    if dtype != case.dtype:
+        ct, params, inputs = (to_dtype(t, np.float64) for t in (ct, params, inputs))
+    opts = dict(cotangent=ct, kinks=b.kinks, name=case.name,
+                rtol=rtol_for(dtype, case.depth), step_scale=b.step_scale)
     if b.convention is not None:
         opts["kink_grads"] = {k: CONVENTIONS[b.convention] for k in b.kinks}
     opts.update(kwargs)
-    params, inputs = case.params, case.inputs
     if b.probe_fn is not None:
-        with _x64_if(case.dtype == "float64"):
+        with _x64_if(dtype == "float64"):
             values = jitted(b.probe_values)(params, inputs)
-        probes = {k: np.zeros(v.shape, case.dtype) for k, v in values.items()}
+        probes = {k: np.zeros(v.shape, dtype) for k, v in values.items()}
         report = check_mod.check_grads(b.probe_fn, params, inputs, probes, argnums=(0, 1, 2),
                                        **opts)
     else:
         report = check_mod.check_grads(b.fn, params, inputs, argnums=(0, 1), **opts)
     if b.training is not None and opts.get("engine", True):
-        _check_trajectory(case, report, opts["rtol"])
+        _check_trajectory(case, report, opts["rtol"], params, inputs)
     return report
 
 
-def _check_trajectory(case, report, rtol):
+def _check_trajectory(case, report, rtol, params, inputs):
     """Append engine-vs-jax leaves for every step of the SGD trajectory to ``report``."""
-    with _x64_if(case.dtype == "float64"):
+    with _x64_if(np.asarray(jax.tree_util.tree_leaves(params)[0]).dtype == np.float64):
         try:
-            mine, _ = _trajectory(case.built.training, case.params, case.inputs, engine=True)
+            mine, _ = _trajectory(case.built.training, params, inputs, engine=True)
         except Exception as err:
             report.errors.append(f"engine trajectory: {type(err).__name__}: {err}")
             return
-        theirs, _ = _trajectory(case.built.training, case.params, case.inputs, engine=False)
+        theirs, _ = _trajectory(case.built.training, params, inputs, engine=False)
     for key, b in theirs.items():
         a, b = np.asarray(mine[key], np.float64), np.asarray(b, np.float64)
         tol = rtol * (np.abs(b) + np.max(np.abs(b), initial=0.0))
@@ -221,8 +237,9 @@ def _check_trajectory(case, report, rtol):
 
 def computed_in_dtype(case, side="engine") -> dict:
     """The results funcnn itself produces for ``case`` when it computes in the case's dtype
-    (``side`` 'engine' or 'jax'): what another float32 implementation would write. Used to
-    measure the float32 budget (``oracle.tolerance``) and in the round-trip tests."""
+    (``side`` 'engine' or 'jax'): what another float32 (float16, bfloat16) implementation
+    would write, in the case's storage dtype. Used to measure the budgets
+    (``oracle.tolerance``) and in the round-trip tests."""
     b = case.built
     params, inputs, ct = case.params, case.inputs, cotangents(case)
     with _x64_if(case.dtype == "float64"):
@@ -248,4 +265,5 @@ def computed_in_dtype(case, side="engine") -> dict:
                        [np.asarray(g) for g in grads], strict=True))
         if b.training is not None:
             out.update(_trajectory(b.training, params, inputs, engine=side == "engine")[0])
-    return out
+    return {k: np.asarray(v).astype(case.storage_dtype) if _is_float(v) else np.asarray(v)
+            for k, v in out.items()}

@@ -91,6 +91,8 @@ class Report:
         best, ratio = (None, None), -1.0
         for leaf in self.leaves:
             for p in leaf.pairs:
+                if p.compared == 0:
+                    continue
                 r = p.max_abs / p.tol_at_worst if p.tol_at_worst > 0 else float("inf")
                 r = float("inf") if not p.ok else r
                 if r > ratio:

@@ -45,21 +45,36 @@ an H200, funcnn's float32 transformer gradient then misses the deep budget by 12
 float32 case stays within 0.4% of it. ``python -m oracle`` runs at ``"highest"``; verify a GPU
 implementation with TF32 turned off.
 
+float16 and bfloat16 (opt-in cases: ``oracle.cases.all(dtypes=["f16", "bf16"])``). Golden
+values as for float32: float64 on the rounded inputs, then rounded. The budget is a few ulps of
+the dtype, ``LOW_ULPS`` (4 shallow, 16 deep) times its epsilon: float16 3.9e-3 / 1.6e-2,
+bfloat16 3.1e-2 / 0.125; the floor for a group is 4 ulps of its scale (256 would exceed the
+values themselves). Measured on every case (``tests/oracle/test_low_precision.py`` holds a
+sample under half): funcnn's engine computing in float16 uses at most 28% of the budget
+(log_softmax), in bfloat16 17% (softmax on large logits).
+
 ``check_grads`` uses the same ``rtol`` (default: the ``deep`` one of the gradient's dtype) as
 its budget for the rounding of the gradient under test, added to the finite-difference error
 estimate (see ``oracle.check``).
 """
 
+EPS = {"float64": 2.0 ** -52, "float32": 2.0 ** -23, "float16": 2.0 ** -10,
+       "bfloat16": 2.0 ** -7}
+# float16 and bfloat16: LOW_ULPS[depth] * eps of the dtype (see the module docstring)
+LOW_ULPS = {"shallow": 4, "deep": 16}
+
 RTOL = {
     "float64": {"shallow": 1e-10, "deep": 1e-9},
     "float32": {"shallow": 1e-4, "deep": 1e-3},
+    **{d: {depth: n * EPS[d] for depth, n in LOW_ULPS.items()} for d in ("float16", "bfloat16")},
 }
 
-ATOL_FLOOR = {"float64": 1e-13, "float32": 1e-7}
+ATOL_FLOOR = {"float64": 1e-13, "float32": 1e-7, "float16": 1e-5, "bfloat16": 1e-4}
 
 
 def rtol_for(dtype: str, depth: str = "deep") -> float:
-    """The rtol for arrays of ``dtype`` ('float64' / 'float32') in a case of ``depth``."""
+    """The rtol for arrays of ``dtype`` ('float64', 'float32', 'float16', 'bfloat16') in a
+    case of ``depth``."""
     table = RTOL.get(str(dtype))
     if table is None:
         raise ValueError(f"no tolerance for dtype {dtype!r}; expected one of {sorted(RTOL)}")
@@ -72,6 +87,9 @@ def rtol_for(dtype: str, depth: str = "deep") -> float:
 # its group, not to itself: the attention key bias has gradient exactly 0, computed as a sum of
 # terms the size of the other gradients. Its atol is at least NOISE_ULPS * eps * group scale.
 NOISE_ULPS = 256.0
+# ... except in float16 / bfloat16, where 256 ulps would exceed the values themselves: there
+# the floor is as many ulps of the group scale as the shallow rtol has.
+NOISE_ULPS_BY_DTYPE = {"float16": LOW_ULPS["shallow"], "bfloat16": LOW_ULPS["shallow"]}
 COMPARED = ("outputs/", "grads/", "probes/", "trajectory/")
 
 
@@ -81,12 +99,13 @@ def key_atols(arrays: dict, dtype: str, rtol: float) -> dict:
     the key's first path segment (``grads``, ``probes``, ...)."""
     import numpy as np
 
-    eps = float(np.finfo(np.dtype(dtype)).eps)
+    eps = EPS[str(dtype)]
+    ulps = NOISE_ULPS_BY_DTYPE.get(str(dtype), NOISE_ULPS)
     scales = {k: float(np.max(np.abs(np.asarray(v, np.float64)), initial=0.0))
               for k, v in arrays.items() if k.startswith(COMPARED)}
     groups = {}
     for k, s in scales.items():
         g = k.split("/")[0]
         groups[g] = max(groups.get(g, 0.0), s)
-    return {k: max(ATOL_FLOOR[str(dtype)], rtol * s, NOISE_ULPS * eps * groups[k.split("/")[0]])
+    return {k: max(ATOL_FLOOR[str(dtype)], rtol * s, ulps * eps * groups[k.split("/")[0]])
             for k, s in scales.items()}

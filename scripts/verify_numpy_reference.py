@@ -11,8 +11,9 @@ product by hand, write them to ``RESULTS/<case>.npz`` under the same keys, then 
 which says, per key, whether you agree and, for a model, which layer first goes wrong.
 
 Implemented here, forward and backward by hand: every activation (sigmoid, relu, step, sign,
-tanh, softplus, gelu, leaky_relu, softmax, log_softmax, abs), every loss (cross-entropy with
-integer labels and with soft targets, mean squared error, L2 penalty), the dense layer, the
+tanh, softplus, gelu, leaky_relu, softmax, log_softmax, abs; also on large-magnitude inputs),
+every loss (cross-entropy with integer labels and with soft targets, binary cross-entropy from
+logits, mean squared error, L2 penalty), the dense layer, the
 mlp model with its per-layer probes, linear regression, the notes' sigmoid neuron and the SGD
 training trajectory. Everything else is skipped, and the script says so.
 
@@ -20,7 +21,9 @@ Usage:
     python -m oracle export golden/
     python scripts/verify_numpy_reference.py golden/ results/ [--cases GLOB] [--verify]
 
-Each function computes in the dtype of its inputs: float32 cases are computed in float32.
+Each function computes in the dtype of its inputs: float32 cases are computed in float32,
+float16 cases (``python -m oracle export GOLDEN --dtypes f16 bf16``) in float16, bfloat16
+cases in float32 (their storage dtype: NumPy has no bfloat16).
 """
 import argparse
 import fnmatch
@@ -175,6 +178,14 @@ def cross_entropy_soft(logits, targets):
     return loss, dlogits, -log_p / n
 
 
+def binary_cross_entropy(logits, targets):
+    """(loss, d logits, d targets) for mean softplus(z) - t z over every entry: the stable
+    form of -(t log sigmoid(z) + (1 - t) log(1 - sigmoid(z))), finite for any z."""
+    n = logits.size
+    loss = np.mean(np.logaddexp(logits, 0) - targets * logits)
+    return loss, (sigmoid(logits) - targets) / n, -logits / n
+
+
 def mean_squared_error(pred, target):
     """(mean (pred - target)^2, d pred, d target)."""
     d = pred - target
@@ -256,6 +267,11 @@ def run_loss(entry, a):
         return {"outputs/loss": loss, "grads/inputs/logits": dlogits * a["cotangents/loss"]}
     if name == "cross_entropy_soft":
         loss, dlogits, dtargets = cross_entropy_soft(a["inputs/logits"], a["inputs/targets"])
+        ct = a["cotangents/loss"]
+        return {"outputs/loss": loss, "grads/inputs/logits": dlogits * ct,
+                "grads/inputs/targets": dtargets * ct}
+    if name == "binary_cross_entropy":
+        loss, dlogits, dtargets = binary_cross_entropy(a["inputs/logits"], a["inputs/targets"])
         ct = a["cotangents/loss"]
         return {"outputs/loss": loss, "grads/inputs/logits": dlogits * ct,
                 "grads/inputs/targets": dtargets * ct}
@@ -361,7 +377,9 @@ def run(golden, results, pattern=None, log=print):
             continue
         with np.load(Path(golden) / entry["file"], allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
-        dtype = np.dtype(entry["dtype"])
+        # bfloat16 cases are stored (and answered) as float32 holding bfloat16 values; this
+        # template computes them in float32 (a bfloat16 kernel would round more)
+        dtype = np.dtype(entry.get("storage_dtype", entry["dtype"]))
         out = handler(entry, arrays)
         out = {k: np.asarray(v).astype(dtype) for k, v in out.items()}
         np.savez(Path(results) / f"{name}.npz", **out)

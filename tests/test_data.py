@@ -42,6 +42,7 @@ def test_bad_batch_size_is_a_clear_error():
 
 
 def test_digits_layouts():
+    pytest.importorskip("sklearn", reason="scikit-learn (the scripts extra) ships the data set")
     flat = data.digits("flat")
     assert flat.x_train.shape == (1438, 64) and flat.x_test.shape == (359, 64)
     assert flat.num_classes == 10 and flat.y_train.dtype == np.int32
@@ -56,6 +57,7 @@ def test_digits_layouts():
 
 
 def test_diabetes_is_standardised_regression():
+    pytest.importorskip("sklearn", reason="scikit-learn (the scripts extra) ships the data set")
     ds = data.diabetes(dtype=np.float64)
     assert ds.num_classes is None and ds.x_train.shape[1] == 10
     np.testing.assert_allclose(ds.x_train.mean(0), 0.0, atol=1e-12)

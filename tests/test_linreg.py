@@ -18,6 +18,7 @@ def synthetic():
 
 @pytest.fixture(scope="module")
 def diabetes():
+    pytest.importorskip("sklearn", reason="scikit-learn (the scripts extra) ships the data set")
     ds = data.diabetes(dtype=np.float64)
     return linreg.add_bias(ds.x_train), jnp.asarray(ds.y_train)
 

@@ -15,6 +15,7 @@ SETTINGS = dict(batch_size=32, learning_rate=0.1, momentum=0.9)
 
 @pytest.fixture(scope="module")
 def digits():
+    pytest.importorskip("sklearn", reason="scikit-learn (the scripts extra) ships the data set")
     ds = data.digits("flat", dtype=np.float64)
     return ds._replace(x_train=ds.x_train[:200], y_train=ds.y_train[:200],
                        x_test=ds.x_test[:100], y_test=ds.y_test[:100])

@@ -150,6 +150,8 @@ def accumulate(adjoints: dict, v, ct, eqn=None) -> None:
         raise AssertionError(f"{origin} returned a cotangent of shape {ct.shape} for an input "
                              f"of shape {aval.shape}")
     if ct.dtype != aval.dtype:
+        if jnp.iscomplexobj(ct) and not jnp.issubdtype(aval.dtype, jnp.complexfloating):
+            ct = lax.real(ct)  # a real primal's cotangent is the real part (no warning cast)
         ct = lax.convert_element_type(ct, aval.dtype)
     prev = adjoints.get(v)
     adjoints[v] = ct if prev is None else lax.add(prev, ct)

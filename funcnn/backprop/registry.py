@@ -58,33 +58,52 @@ def defhigher(*names: str, forward: Callable, backward: Callable) -> None:
         HIGHER_RULES[name] = Higher(forward, backward)
 
 
-def defunary(name: str, derivative: Callable) -> None:
-    """An elementwise unary op given by its derivative ``derivative(x, out) -> dy/dx``."""
+def as_dtype_of(d, ct):
+    """``d`` (an array, or a Python or NumPy scalar: a literal's value, or a derivative that
+    came out constant) as an array of ``ct``'s dtype."""
+    return lax.convert_element_type(d, ct.dtype)
 
-    def rule(ct, x, *, out, **_):
-        return (ct * derivative(x, out).astype(ct.dtype),)
+
+def defunary(name: str, derivative: Callable, params: tuple[str, ...] = ()) -> None:
+    """An elementwise unary op given by its derivative ``derivative(x, out) -> dy/dx``.
+
+    ``x`` reaches ``derivative`` as an array (a Python scalar literal too); ``params`` names
+    the primitive's params it takes as keywords (``accuracy``, where JAX's own derivative
+    depends on it); the others do not change the derivative. For a complex ``x`` the rule is
+    ``ct * dy/dx`` without conjugation: JAX's convention for holomorphic functions.
+    """
+
+    def rule(ct, x, *, out, **given):
+        d = derivative(jnp.asarray(x), out, **{k: given.get(k) for k in params})
+        return (ct * as_dtype_of(d, ct),)
 
     rule.__name__ = f"vjp_{name}"
+    rule.family = "unary"
     VJP_RULES[name] = rule
 
 
-def defquotient(name: str, denominator: Callable) -> None:
+def defquotient(name: str, denominator: Callable, params: tuple[str, ...] = ()) -> None:
     """An elementwise unary op whose derivative is 1 / ``denominator(x, out)``: the rule
-    divides (one fused op) instead of multiplying by a reciprocal computed apart."""
+    divides (one fused op) instead of multiplying by a reciprocal computed apart. ``x`` and
+    ``params`` as in :func:`defunary`."""
 
-    def rule(ct, x, *, out, **_):
-        return (ct / denominator(x, out).astype(ct.dtype),)
+    def rule(ct, x, *, out, **given):
+        d = denominator(jnp.asarray(x), out, **{k: given.get(k) for k in params})
+        return (ct / as_dtype_of(d, ct),)
 
     rule.__name__ = f"vjp_{name}"
+    rule.family = "unary"
     VJP_RULES[name] = rule
 
 
 def defnograd(*names: str) -> None:
-    """Ops whose outputs carry no derivative: comparisons, integer ops, argmax, iota, ..."""
+    """Ops whose outputs carry no derivative: comparisons, integer ops, argmax, iota, ...
+    (none of their params can change that)."""
 
     def rule(ct, *primals, out, **_):
         return (None,) * len(primals)
 
+    rule.family = "nograd"
     for name in names:
         VJP_RULES[name] = rule
 
@@ -96,6 +115,7 @@ def deflinear(name: str, transpose: Callable) -> None:
         return (transpose(ct, **params),)
 
     rule.__name__ = f"vjp_{name}"
+    rule.family = "linear"
     VJP_RULES[name] = rule
 
 
@@ -122,6 +142,12 @@ def is_float(x) -> bool:
 
 
 def like(ct, x):
-    """Cast a cotangent to the primal's dtype (rules compute in the ct's dtype)."""
+    """Cast a cotangent to the primal's dtype (rules compute in the ct's dtype). A complex
+    cotangent of a real primal keeps its real part (JAX's transpose of a real-to-complex
+    cast), taken explicitly rather than by a cast that warns."""
     dtype = jnp.result_type(x)
-    return ct if ct.dtype == dtype else lax.convert_element_type(ct, dtype)
+    if ct.dtype == dtype:
+        return ct
+    if jnp.iscomplexobj(ct) and not jnp.issubdtype(dtype, jnp.complexfloating):
+        ct = lax.real(ct)
+    return lax.convert_element_type(ct, dtype)

@@ -3,15 +3,22 @@
 A spec's ``build(rng)`` returns a ``Built``: the function ``fn(params, inputs) -> {name:
 array}``, float64 NumPy params and inputs drawn from ``rng`` (a ``numpy.random.Generator``
 seeded from the case's name, so the same on every machine), and, for models, the probes.
-The float32 case of a spec rounds exactly those arrays to float32.
+The float32 case of a spec rounds exactly those arrays to float32; the opt-in float16 and
+bfloat16 cases (``LOW_PRECISION``) round them to those dtypes.
+
+A case is data: what the function is, its arrays, probes and written-out spec. It knows
+nothing of how it is checked or verified; that is ``oracle.reference`` (golden values, the
+three-way check) and ``oracle.verify`` (``oracle.api`` has both as functions of a case, and
+``oracle`` also makes them methods: ``case.reference()``, ``case.compare(results)``).
 
 Example:
     >>> case = oracle.cases.get("layer.dense.f64")
     >>> case.params["w"].shape, case.inputs["x"].shape     # (5, 3), (4, 5)
-    >>> golden = case.reference()                          # {"outputs/y": ..., ...}
+    >>> case.function_spec["function"]                     # ["y = x @ w + b", ...]
 """
 from __future__ import annotations
 
+import fnmatch
 import functools
 import zlib
 from collections.abc import Callable
@@ -22,7 +29,20 @@ import numpy as np
 
 from oracle.tolerance import ATOL_FLOOR, rtol_for
 
-DTYPES = {"f64": "float64", "f32": "float32"}
+DTYPES = {"f64": "float64", "f32": "float32", "f16": "float16", "bf16": "bfloat16"}
+DEFAULT_DTYPES = ("float64", "float32")
+LOW_PRECISION = ("float16", "bfloat16")  # opt-in: oracle.cases.all(dtypes=["bf16"])
+# How arrays of a dtype are stored in a golden archive: .npy has no bfloat16, so a bfloat16
+# case stores float32 arrays that hold bfloat16 values exactly (results likewise).
+STORAGE = {"bfloat16": "float32"}
+
+
+def numpy_dtype(name: str):
+    """The NumPy dtype called ``name`` (bfloat16 from ml_dtypes, which JAX brings)."""
+    if name == "bfloat16":
+        import ml_dtypes
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
 KINDS = ("activation", "loss", "layer", "model", "training", "example")
 
 
@@ -50,6 +70,9 @@ class Built:
     training: Training | None = None
     kinks: tuple = ()
     convention: str | None = None  # kink cases: the CONVENTIONS key their kinks pin
+    probe_graph: dict | None = None  # {probe: [what it is computed from]}; None: a chain
+    probe_axes: dict | None = None  # {probe: [axis names]}
+    step_scale: float | None = None  # finite-difference step scale (check_grads), if not |x|
 
 
 @dataclass(frozen=True)
@@ -60,6 +83,7 @@ class Spec:
     config: dict = field(hash=False)
     build: Callable = field(hash=False, compare=False)
     depth: str = "shallow"
+    written: dict = field(default_factory=dict, hash=False, compare=False)  # see cases.written
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -73,23 +97,22 @@ def built(spec: Spec) -> Built:
     return spec.build(rng)
 
 
-def _cast(tree, dtype):
-    def cast(x):
-        x = np.asarray(x)
-        return x.astype(dtype) if np.issubdtype(x.dtype, np.floating) else x
-    return jax.tree_util.tree_map(cast, tree)
-
-
 @dataclass(frozen=True)
 class Case:
     """One reference case in one dtype, e.g. ``layer.conv2d.stride2_same.f32``."""
 
     spec: Spec
-    dtype: str  # "float64" | "float32"
+    dtype: str  # "float64" | "float32" | "float16" | "bfloat16"
 
     @property
     def name(self) -> str:
-        return f"{self.spec.base}.{'f64' if self.dtype == 'float64' else 'f32'}"
+        short = next(k for k, v in DTYPES.items() if v == self.dtype)
+        return f"{self.spec.base}.{short}"
+
+    @property
+    def storage_dtype(self) -> str:
+        """The dtype of the case's float arrays in an archive (``STORAGE``)."""
+        return STORAGE.get(self.dtype, self.dtype)
 
     kind = property(lambda self: self.spec.kind)
     description = property(lambda self: self.spec.description)
@@ -113,11 +136,11 @@ class Case:
 
     @property
     def params(self) -> dict:
-        return _cast(self.built.params, self.dtype)
+        return to_dtype(self.built.params, numpy_dtype(self.dtype))
 
     @property
     def inputs(self) -> dict:
-        return _cast(self.built.inputs, self.dtype)
+        return to_dtype(self.built.inputs, numpy_dtype(self.dtype))
 
     @property
     def probes(self) -> tuple:
@@ -128,37 +151,74 @@ class Case:
         """``{"rtol", "atol"}``: the defaults ``verify`` applies (``oracle.tolerance``)."""
         return {"rtol": rtol_for(self.dtype, self.depth), "atol": ATOL_FLOOR[self.dtype]}
 
+    @property
+    def probe_graph(self) -> dict:
+        """``{probe: [what it is computed from]}`` (a chain where the case gives none)."""
+        b = self.built
+        if b.probe_graph is not None:
+            return b.probe_graph
+        return {p: [b.probes[i - 1]] if i else ["inputs"] for i, p in enumerate(b.probes)}
+
+    @property
+    def probe_axes(self) -> dict:
+        return dict(self.built.probe_axes or {})
+
     def cotangents(self) -> dict:
-        """The output cotangents, in the case's dtype."""
-        from oracle.reference import cotangents
-        return cotangents(self)
+        """The output cotangents in the case's dtype: as the case gives them, else 1 for a
+        scalar output and standard normal from ``default_rng(crc32(base + "/cotangents"))``
+        for an array output."""
+        b = self.built
+        dtype = numpy_dtype(self.dtype)
+        if b.cotangents is not None:
+            return to_dtype(b.cotangents, dtype)
+        with jax.enable_x64(True):
+            shapes = jax.eval_shape(b.fn, to_dtype(b.params, np.float64),
+                                    to_dtype(b.inputs, np.float64))
+        rng = np.random.default_rng(zlib.crc32((self.spec.base + "/cotangents").encode()))
+        return {k: (np.ones((), dtype) if v.shape == () else
+                    rng.standard_normal(v.shape).astype(dtype)) for k, v in shapes.items()}
 
-    def reference(self) -> dict:
-        """The golden arrays ``{key: numpy array}`` (format funcnn-oracle/1 keys)."""
-        from oracle.reference import reference
-        return reference(self)
+    @property
+    def function_spec(self) -> dict:
+        """The case's written-out function (the manifest's ``spec``): the family's text with
+        the shape and dtype of every ``params/`` and ``inputs/`` key filled in."""
+        written = dict(self.spec.written)
+        for group, tree in (("parameters", self.params), ("inputs", self.inputs)):
+            roles = written.get(group, {})
+            prefix = "params" if group == "parameters" else "inputs"
+            filled = {k: _describe(k, v, roles) for k, v in flat_keys(prefix, tree).items()}
+            if filled:
+                written[group] = filled
+            else:
+                written.pop(group, None)
+        return written
 
-    def check(self, **kwargs):
-        """``check_grads`` on this case (engine vs jax vs finite differences): a ``Report``."""
-        from oracle.reference import check_case
-        return check_case(self, **kwargs)
 
-    def compare(self, results: dict):
-        """Compare ``{key: array}`` results (another implementation's) with the golden
-        values, as ``verify`` does; returns an ``oracle.verify.CaseResult``."""
-        from oracle.tolerance import key_atols
-        from oracle.verify import compare_case
-        golden = self.reference()
-        tolerance = self.tolerance
-        return compare_case(self.name, golden, results, tolerance,
-                            key_atols(golden, self.dtype, tolerance["rtol"]), probes=self.probes)
+def _describe(key, array, roles) -> str:
+    role = roles.get(key) or next((r for pattern, r in roles.items()
+                                   if fnmatch.fnmatchcase(key, pattern)), "")
+    return f"{list(array.shape)} {array.dtype}" + (f": {role}" if role else "")
 
-    def assert_matches(self, results: dict):
-        """Raise ``AssertionError`` with the comparison table unless ``results`` pass."""
-        verdict = self.compare(results)
-        if not verdict.ok:
-            raise AssertionError(verdict.table())
-        return verdict
+
+def to_dtype(tree, dtype):
+    """Every float leaf of ``tree`` as a NumPy array of ``dtype``; integer leaves kept."""
+    def cast(x):
+        x = np.asarray(x)
+        return x.astype(dtype) if _is_float_dtype(x.dtype) else x
+    return jax.tree_util.tree_map(cast, tree)
+
+
+def _is_float_dtype(dtype) -> bool:
+    return np.issubdtype(dtype, np.floating) or dtype == numpy_dtype("bfloat16")
+
+
+def flat_keys(prefix, tree) -> dict:
+    """``{"prefix/a/b": leaf}`` for a pytree of dicts (empty dicts contribute nothing)."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        parts = [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
+        out["/".join([prefix] + parts)] = np.asarray(leaf)
+    return out
 
 
 _JITTED: dict = {}

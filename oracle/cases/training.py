@@ -11,6 +11,7 @@ import numpy as np
 
 from funcnn import models
 from oracle.cases.base import Built, Spec, Training, draw_params
+from oracle.cases.written import spec
 
 MODEL = models.mlp(3, hidden=(4,), num_classes=2, activation="tanh")
 STEPS, LR, BATCH = 3, 0.5, 2
@@ -40,5 +41,30 @@ SPECS = [
           "learning_rate": LR, "steps": STEPS, "batch_size": BATCH,
           "minibatch": "step k uses rows [k * batch_size, (k + 1) * batch_size)",
           "trajectory": "trajectory/<k>/loss before step k, trajectory/<k>/params after it"},
-         _sgd, depth="deep"),
+         _sgd, depth="deep", written=spec(
+             ["loss(P, X, Y) = cross_entropy(tanh(X @ P.dense_0/w + P.dense_0/b) @ P.dense_1/w"
+              " + P.dense_1/b, Y)",
+              "outputs/loss = loss(params, x, y)   (all rows, the initial parameters)",
+              "grads/... = its gradient with respect to params and inputs/x",
+              "P = params",
+              "for k in 0 .. steps-1:",
+              "    rows = k * batch_size .. (k + 1) * batch_size - 1   (in order, no shuffling)",
+              "    trajectory/k/loss = loss(P, x[rows], y[rows])   (BEFORE step k)",
+              f"    P = P - {LR} * grad_P loss(P, x[rows], y[rows])",
+              "    trajectory/k/params/... = P   (AFTER step k)"],
+             inputs={"inputs/x": f"[{STEPS * BATCH}, 3]: {STEPS} minibatches of {BATCH} rows",
+                     "inputs/y": "class ids"},
+             outputs={"outputs/loss": "scalar, over all rows at the initial parameters"},
+             training={"minibatch": f"step k uses rows [k * {BATCH}, (k + 1) * {BATCH}) of "
+                                    "inputs/x and inputs/y, in order, no shuffling",
+                       "step": f"params <- params - {LR} * grad (plain SGD: no momentum, no "
+                               "weight decay)",
+                       "trajectory_loss": "trajectory/<k>/loss: the loss on minibatch k at "
+                                          "the parameters before step k",
+                       "trajectory_params": "trajectory/<k>/params/...: the parameters after "
+                                            "step k (k = 0 .. steps-1)",
+                       "outputs": "outputs/loss: the loss over all rows at the initial "
+                                  "parameters",
+                       "grads": "grads/...: the gradient of outputs/loss (initial parameters, "
+                                "all rows)"})),
 ]

@@ -174,3 +174,112 @@ def check_vjp(f, args, rng, rtol=1e-10, atol=1e-12, fd=True, fd_eps=1e-6, fd_rto
         assert_trees_close(vdot(got, direction), finite, rtol=fd_rtol, atol=fd_atol,
                            what="<vjp(ct), d> vs finite differences: ")
     return got
+
+
+# --- complex inputs and outputs, second order ---------------------------------------------------
+def complex_normal(shape=(), scale=1.0) -> Sampler:
+    """A complex128 array with independent standard normal real and imaginary parts."""
+    return lambda rng: (scale * (rng.standard_normal(shape)
+                                 + 1j * rng.standard_normal(shape))).astype(np.complex128)
+
+
+def is_complex(x) -> bool:
+    return jnp.issubdtype(jnp.result_type(x), jnp.complexfloating)
+
+
+def random_cotangent(rng, tree):
+    """``random_like``, with complex leaves drawn with random imaginary parts as well."""
+    def leaf(x):
+        shape, dtype = np.shape(x), jnp.result_type(x)
+        if is_complex(x):
+            return np.asarray(rng.standard_normal(shape) + 1j * rng.standard_normal(shape), dtype)
+        if is_float(x):
+            return np.asarray(rng.standard_normal(shape), dtype)
+        return np.zeros(shape, jax.dtypes.float0)
+
+    return jax.tree_util.tree_map(leaf, tree)
+
+
+def pairing(a_tree, b_tree) -> float:
+    """JAX's pairing of a cotangent with a tangent: the sum over inexact leaves of
+    Re sum(a * b), without conjugation (``jax.vjp``'s cotangent of a complex input is the
+    transpose under it). For real leaves this is ``vdot``."""
+    total = 0.0
+    for a, b in zip(jax.tree_util.tree_leaves(a_tree), jax.tree_util.tree_leaves(b_tree),
+                    strict=True):
+        if is_float(a) and np.asarray(b).dtype != jax.dtypes.float0:
+            a = np.asarray(a).astype(np.complex128)
+            b = np.asarray(b).astype(np.complex128)
+            total += float(np.real(np.sum(a * b)))
+    return total
+
+
+def as_real_pairs(tree):
+    """Each complex leaf as the pair (real part, imaginary part); other leaves as they are
+    (``assert_trees_close`` compares in float64)."""
+    def leaf(x):
+        return (np.real(x), np.imag(x)) if is_complex(x) else x
+
+    return jax.tree_util.tree_map(leaf, tree)
+
+
+def assert_cotangents_close(actual, expected, rtol=1e-10, atol=1e-12, what=""):
+    """``assert_grads_close`` (dtypes too) for trees that may hold complex leaves."""
+    a_dt, e_dt = dtypes_of(actual), dtypes_of(expected)
+    if a_dt != e_dt:
+        raise AssertionError(f"{what}dtypes differ:\n  actual:   {a_dt}\n  expected: {e_dt}")
+
+    def values(x):
+        return np.zeros(np.shape(x)) if jnp.result_type(x) == jax.dtypes.float0 else x
+
+    assert_trees_close(as_real_pairs(jax.tree_util.tree_map(values, actual)),
+                       as_real_pairs(jax.tree_util.tree_map(values, expected)),
+                       rtol=rtol, atol=atol, what=what)
+
+
+def check_vjp_complex(f, args, rng, rtol=1e-10, atol=1e-12, fd=True, fd_eps=1e-6, fd_rtol=1e-6,
+                      fd_atol=1e-8, against_jax=True):
+    """``check_vjp`` for functions with complex inputs or outputs (real ones work too): random
+    complex cotangents and directions, cotangents compared with ``jax.vjp`` as (real, imag)
+    pairs, and finite differences under JAX's pairing (``pairing``). Engine and references
+    run in one jitted function. ``against_jax=False`` leaves ``jax.vjp`` out (where JAX refuses
+    or is wrong): the cotangents are then checked by finite differences only. Returns the
+    engine's cotangents."""
+    ct = random_cotangent(rng, jax.eval_shape(f, *args))
+    direction = random_cotangent(rng, args)
+
+    def both(args, ct, direction):
+        out, vjp_fn = backprop.vjp(f, *args)
+        ref_out, ref_fn = jax.vjp(f, *args) if against_jax else (f(*args), None)
+
+        def moved(eps):
+            return f(*jax.tree_util.tree_map(
+                lambda x, d: x + eps * d if is_float(x) else x, args, direction))
+
+        ends = (moved(fd_eps), moved(-fd_eps)) if fd else None
+        return out, vjp_fn(ct), ref_out, (ref_fn(ct) if against_jax else None), ends
+
+    out, got, ref_out, want, ends = run_jitted(both, args, ct, direction)
+    assert_cotangents_close(out, ref_out, rtol=rtol, atol=atol, what="primal output ")
+    if against_jax:
+        assert_cotangents_close(got, want, rtol=rtol, atol=atol, what="cotangent ")
+    if fd:
+        finite = (pairing(ct, ends[0]) - pairing(ct, ends[1])) / (2 * fd_eps)
+        assert_trees_close(pairing(got, direction), finite, rtol=fd_rtol, atol=fd_atol,
+                           what="<vjp(ct), d> vs finite differences: ")
+    return got
+
+
+def check_hvp(loss, x, rng, rtol=1e-9, atol=1e-10):
+    """Second order: the engine differentiating its own gradient of the real scalar ``loss``
+    at a real array ``x`` (a Hessian-vector product H v), against ``jax.hessian``."""
+    v = rng.standard_normal(np.shape(x))
+
+    def both(x, v):
+        hv = backprop.grad(lambda y: jnp.sum(backprop.grad(loss)(y) * v))(x)
+        h = jax.hessian(loss)(x).reshape(np.size(x), np.size(x))
+        return hv, (h @ v.reshape(-1)).reshape(np.shape(x))
+
+    got, want = run_jitted(both, x, v)
+    assert_trees_close(got, want, rtol=rtol, atol=atol, what="Hessian-vector product ")
+    return got

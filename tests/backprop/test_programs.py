@@ -88,6 +88,32 @@ OTHER = {  # (arity, op); each returns a shape in SHAPES
     "stack_sum": (2, lambda a, b: jnp.stack([full(a), full(b)]).sum(axis=0)),
 }
 
+
+def spd(x, n):
+    """An [n, n] symmetric positive definite matrix from a node: 2 I + B B^T / 3, B the
+    node's [2, 3] broadcast (its transpose when n == 3). Eigenvalues >= 2: well conditioned."""
+    b = full(x) if n == 2 else full(x).T
+    return 2.0 * jnp.eye(n) + b @ b.T / 3.0
+
+
+# Linear algebra, complex numbers, top_k and igamma (issue #12), each at points where it is
+# smooth (positive definite matrices, positive arguments) or, where ties can occur (top_k of a
+# broadcast node), following the same index as JAX. No FFT: XLA:CPU (jaxlib 0.10 and 0.12)
+# fails at run time ("fft_thunk.cc: RET_CHECK IsMonotonicWithDim0Major(input layout)") on a
+# gradient program where an FFT meets svd's or solve's LAPACK call, jax.grad's as well as the
+# engine's; test_rules_fft.py covers the FFT rules.
+LINALG_COMPLEX_FFT = {
+    "solve": (2, lambda a, b: jnp.linalg.solve(spd(a, 2), full(b))),
+    "cholesky": (2, lambda a, b: jnp.linalg.cholesky(spd(a, 2)) @ full(b)),
+    "eigvalsh": (1, lambda a: jnp.linalg.eigvalsh(spd(a, 3) + jnp.diag(jnp.arange(3.0)))[None]),
+    "svdvals": (1, lambda a: jnp.linalg.svd(full(a) + jnp.eye(2, 3), compute_uv=False)[:, None]),
+    "complex_mix": (2, lambda a, b: (jnp.exp(jax.lax.complex(full(a), full(b)) / 2)
+                                     * jnp.conj(jax.lax.complex(full(b), 1.0))).real),
+    "top1": (1, lambda x: jax.lax.top_k(full(x), 1)[0]),
+    "igamma": (1, lambda x: jax.lax.igamma(1.5, 1.0 + x * x)),
+}
+OTHER.update(LINALG_COMPLEX_FFT)
+
 OPS = ([(name, 1) for name in UNARY] + [(name, 2) for name in BINARY]
        + [(name, arity) for name, (arity, _) in OTHER.items()])
 

@@ -1,6 +1,7 @@
 """Fixtures of the oracle tests: one golden directory exported once per session, holding the
 cases the NumPy implementations (``scripts/verify_numpy_reference.py`` and
-``numpy_layers.py``) cover, in float64 and float32."""
+``numpy_layers.py``) cover, in float64 and float32 (the LSTM's, slower to export, has its own
+fixture in ``test_verify_mutations.py``)."""
 import importlib.util
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from oracle.golden import export
 
 ROOT = Path(__file__).resolve().parents[2]
 PATTERNS = ("activation.*", "loss.*", "layer.dense.*", "model.mlp.*", "model.linear_regression.*",
-            "example.*", "training.*", "layer.conv2d.*", "layer.elman_rnn.*")
+            "example.*", "training.*", "layer.conv2d.*", "layer.elman_rnn.*",
+            "layer.avg_pool.*", "layer.embedding.*")
 
 
 def load_script():

@@ -8,11 +8,13 @@ import sys
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
 import oracle
-from oracle.cases.base import built
+from oracle.cases.base import built, jitted
+from tests.helpers import assert_trees_close
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL = oracle.cases.all()
@@ -39,7 +41,12 @@ def test_names_kinds_and_dtypes():
     "layer.elman_rnn", "layer.lstm", "layer.gru", "layer.attention.causal", "layer.residual",
     "layer.layer_norm", "layer.embedding", "model.mlp", "model.cnn", "model.rnn",
     "model.transformer", "model.linear_regression", "example.notes_sigmoid_neuron",
-    "training.mlp_sgd"])
+    "training.mlp_sgd", "activation.softmax.large_logits", "activation.log_softmax.large_logits",
+    "activation.sigmoid.large_inputs", "loss.cross_entropy.large_logits",
+    "loss.binary_cross_entropy", "loss.binary_cross_entropy.large_logits",
+    "layer.conv2d.stride2_same_even", "layer.max_pool.window3_stride2_same_even",
+    "layer.avg_pool.window3_stride2_same_even", "layer.elman_rnn.long",
+    "layer.embedding.repeated", "model.cnn.zero_background"])
 def test_required_cases_exist(needed):
     assert oracle.cases.get(f"{needed}.f64").dtype == "float64"
     assert oracle.cases.get(f"{needed}.f32").dtype == "float32"
@@ -80,7 +87,9 @@ def test_labels_and_ids_stay_integer():
     oracle.cases.get(n) for n in ("activation.relu.kink.f32", "activation.gelu.f64",
                                   "loss.cross_entropy.f32", "layer.conv2d.stride2_same.f32",
                                   "layer.gru.f64", "model.mlp.f32", "model.rnn.f64",
-                                  "example.notes_sigmoid_neuron.f32", "training.mlp_sgd.f64")],
+                                  "example.notes_sigmoid_neuron.f32", "training.mlp_sgd.f64",
+                                  "activation.softmax.large_logits.f32",
+                                  "model.cnn.zero_background.f64")],
     ids=str)
 def test_case_agrees_three_ways(case):
     report = case.check()
@@ -120,3 +129,85 @@ def test_command_line_check_every_case(tmp_path):
     print(f"python -m oracle check: {seconds:.1f}s wall")
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
     assert f"{len(ALL)} of {len(ALL)} cases agree" in proc.stdout
+
+
+def test_large_inputs_reach_1000():
+    for name, key in (("activation.softmax.large_logits.f64", "x"),
+                      ("activation.sigmoid.large_inputs.f32", "x"),
+                      ("loss.cross_entropy.large_logits.f64", "logits"),
+                      ("loss.binary_cross_entropy.large_logits.f64", "logits")):
+        x = oracle.cases.get(name).inputs[key]
+        assert np.max(np.abs(x)) >= 1000 and np.min(np.abs(x[np.abs(x) > 10])) <= 40, name
+    # the last softmax row underflows entirely without the max subtracted
+    row = oracle.cases.get("activation.softmax.large_logits.f64").inputs["x"][2]
+    assert np.all(np.exp(row) == 0)
+
+
+@pytest.mark.parametrize("name", ["layer.conv2d.stride2_same_even.f64",
+                                  "layer.max_pool.window3_stride2_same_even.f64",
+                                  "layer.avg_pool.window3_stride2_same_even.f64"])
+def test_stride2_same_on_even_sizes_pads_asymmetrically(name):
+    case = oracle.cases.get(name)
+    assert case.config["padding"] == [[0, 1], [0, 1]] and case.inputs["x"].shape[1:3] == (6, 6)
+    assert case.config["strides"] == [2, 2] and case.config["padding_from"] == "SAME"
+
+
+def test_zero_background_puts_exact_zeros_into_relu():
+    case = oracle.cases.get("model.cnn.zero_background.f64")
+    assert case.inputs["x"].shape[0] == 1  # batch 1
+    values = jitted(case.built.probe_values)(case.params, case.inputs)
+    for layer in ("conv2d_0", "conv2d_1"):
+        pre = np.asarray(values[layer])
+        assert (pre == 0).sum() >= 3 and (pre != 0).any(), layer
+    report = case.check()
+    report.assert_ok()
+    assert report.no_derivative_count > 0
+
+
+def test_long_sequence_gradient_reaches_the_first_step():
+    case = oracle.cases.get("layer.elman_rnn.long.f64")
+    assert case.inputs["x"].shape == (1, 16, 3)
+    dx = np.abs(oracle.reference(case)["grads/inputs/x"][0])  # [time, in]
+    assert dx[0].max() > 0.05 * dx.max()
+
+
+def test_repeated_ids_accumulate():
+    case = oracle.cases.get("layer.embedding.repeated.f64")
+    golden = oracle.reference(case)
+    ids, ct = case.inputs["ids"], golden["cotangents/y"]
+    assert np.bincount(ids.reshape(-1), minlength=5).tolist() == [1, 0, 6, 0, 1]
+    np.testing.assert_allclose(golden["grads/params/table"][2], ct[ids == 2].sum(axis=0),
+                               rtol=1e-12)
+    assert not golden["grads/params/table"][[1, 3]].any()
+
+
+@pytest.mark.parametrize("name", ["layer.lstm.f64", "layer.gru.f32", "layer.attention.full.f64"])
+def test_probed_layers_are_funcnns_layer(name):
+    """The instrumented twin with zero taps is funcnn's layer (the export checks the gradients
+    too, refusing the case if they differ)."""
+    case = oracle.cases.get(name)
+    with jax.enable_x64(True):
+        probes = {k: np.zeros_like(np.asarray(v)) for k, v in
+                  jitted(case.built.probe_values)(case.params, case.inputs).items()}
+        twin = case.built.probe_fn(case.params, case.inputs, probes)["y"]
+        own = case.fn(case.params, case.inputs)["y"]
+    # the same operations; XLA may fuse them differently: a few ulps in float32
+    rtol = {"float64": 1e-12, "float32": 1e-6}[case.dtype]
+    assert_trees_close(np.asarray(twin), np.asarray(own), rtol=rtol, atol=rtol)
+    assert sorted(probes) == sorted(case.probes)
+    assert set(case.probe_axes) <= set(case.probes)
+
+
+def test_a_twin_that_is_not_the_function_is_refused():
+    import jax.numpy as jnp
+
+    from oracle.cases.base import Built, Case, Spec
+    from oracle.reference import ReferenceMismatch
+
+    def build(rng):
+        return Built(lambda p, i: {"y": jnp.tanh(i["x"])}, {}, {"x": rng.standard_normal(3)},
+                     probes=("t",), probe_values=lambda p, i: {"t": jnp.tanh(i["x"])},
+                     probe_fn=lambda p, i, taps: {"y": 1.001 * jnp.tanh(i["x"]) + taps["t"]})
+    case = Case(Spec("layer.fake_twin", "layer", "a twin off by 0.1%", {}, build), "float64")
+    with pytest.raises(ReferenceMismatch, match="probed function and the case's own"):
+        oracle.reference(case)

@@ -237,3 +237,31 @@ def test_a_wrong_rule_inside_the_engine_is_caught(monkeypatch):
                                 RNG.standard_normal((3, 4)))
     failed = set(report.leaves[0].failed_pairs)
     assert failed == {"engine vs jax", "engine vs fd"}
+
+
+def _numpy_forward(x):
+    return np.tanh(np.asarray(x)).sum()  # np.asarray on a tracer: not a JAX function
+
+
+def test_a_numpy_function_gets_told_what_to_do():
+    with pytest.raises(TypeError, match="vjp=") as err:
+        oracle.check_grads(_numpy_forward, np.ones(3))
+    message = str(err.value)
+    assert "_numpy_forward" in message and "pure_callback" in message
+    assert "TracerArrayConversionError" in message  # what JAX said, kept for reference
+
+
+def test_a_torch_function_gets_told_what_to_do():
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+
+    def torch_forward(x):
+        return torch.tanh(torch.as_tensor(x)).sum()
+
+    with pytest.raises(TypeError, match="pass its backward pass as vjp=") as err:
+        oracle.check_grads(torch_forward, np.ones(3))
+    assert "pure_callback" in str(err.value)
+
+
+def test_a_jax_function_with_a_bug_still_raises_its_own_error():
+    with pytest.raises(ValueError, match="boom"):
+        oracle.check_grads(lambda x: (_ for _ in ()).throw(ValueError("boom")), np.ones(3))

@@ -12,6 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# The scripts draw with matplotlib and read scikit-learn's datasets: the `scripts` extra.
+for _module in ("matplotlib", "sklearn"):
+    pytest.importorskip(_module, reason=f"the research scripts need {_module}: "
+                                        "pip install -e '.[scripts]'")
+
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 NAMES = ("activations", "linear_regression", "learning_rate", "sgd_batch_size",
          "backprop_by_hand", "layers_tour")

@@ -25,7 +25,8 @@ dividing by a zero update.
 
 ``scatter-min``/``scatter-max`` transpose JAX's tangent rule: among the values contending for
 a position (the operand's and the updates'), the cotangent is split evenly over those equal to
-the result.
+the result. The contenders are counted where the scatter put them (its mode; JAX counts with
+the default mode, and gives inf for an update whose index ``mode="clip"`` clipped).
 """
 from __future__ import annotations
 
@@ -173,33 +174,38 @@ def _scatter(ct, operand, indices, updates, *, out, dimension_numbers, mode,
 def _scatter_extremal(ct, operand, indices, updates, *, out, dimension_numbers, mode,
                       unique_indices=False, indices_are_sorted=False, **_):
     # JAX's tangent: t_out = scatter_add(t_x, idx, gather(t_x) * c_x + t_u * c_u), where each
-    # of the n contenders equal to the result (x[p] among them or not) gets 1/n.
+    # of the n contenders equal to the result (x[p] among them or not) gets 1/n. The gathers
+    # and counts read where the scatter wrote (its own mode: JAX's read with the default
+    # FILL_OR_DROP, which, for a clipped index, counts no contender and gives inf), and an
+    # update that lands nowhere contends for nothing.
     dn = dimension_numbers
     u_shape = np.shape(updates)
     dtype = ct.dtype
     x = jnp.asarray(operand, dtype)
     u = jnp.asarray(updates, dtype)
 
-    def gather(v):  # JAX's tangent rule reads with the default mode
-        return lax.gather(v, indices, as_gather_dnums(dn), window_sizes(x.ndim, u_shape, dn))
+    def gather(v):
+        return read_back(v, indices, u_shape, dn, mode)
 
     def count(v):
-        return lax.scatter_add(jnp.zeros_like(x), indices, v, dn)
+        return lax.scatter_add(jnp.zeros_like(x), indices, v, dn, mode=mode)
+
+    def share(n):  # 1/n, and 0 where nothing landed
+        return jnp.where(n > 0, 1 / jnp.where(n > 0, n, 1), 0)
 
     initial, target = gather(x), gather(jnp.asarray(out, dtype))
-    won = u == target
+    one, zero = jnp.ones_like(u), jnp.zeros_like(u)
+    landed = gather(count(one))  # updates landing where this one did; 0 if it landed nowhere
+    won = (u == target) & (landed > 0)
     kept = initial == target
-    n_won = gather(count(jnp.where(won, jnp.ones_like(u), jnp.zeros_like(u))))
-    n_refs = gather(count(jnp.ones_like(u)))
-    one = jnp.ones_like(u)
-    update_share = jnp.where(kept, one / (n_won + 1), one / n_won)
-    c_u = jnp.where(won, update_share, jnp.zeros_like(u))
-    c_x = (jnp.where(kept, one / (n_won + 1), jnp.zeros_like(u)) - 1) / n_refs
+    n_won = gather(count(jnp.where(won, one, zero)))
+    c_u = jnp.where(won, share(jnp.where(kept, n_won + 1, n_won)), zero)
+    c_x = (jnp.where(kept, share(n_won + 1), zero) - 1) * share(landed)
 
     ct_at = read_back(ct, indices, u_shape, dn, mode, fill_value=0)  # transpose of the add
     ct_operand = ct_updates = None
     if is_float(operand):
-        back = lax.scatter_add(jnp.zeros_like(ct), indices, ct_at * c_x, dn)
+        back = lax.scatter_add(jnp.zeros_like(ct), indices, ct_at * c_x, dn, mode=mode)
         ct_operand = like(ct + back, operand)
     if is_float(updates):
         ct_updates = like(ct_at * c_u, updates)

@@ -40,7 +40,7 @@ def gemm_copy_size(shape, contract, batch, lhs):
 
 
 def operand_cotangent(ct, other, ndim, contract, other_contract, batch, other_batch, ct_other,
-                      precision, own_shape):
+                      precision, preferred_element_type, own_shape):
     """The cotangent of one operand of out = dot_general(x, y), of rank ``ndim``.
 
     It contracts ct with the other operand over the other's free dims (``ct_other`` are their
@@ -72,16 +72,21 @@ def operand_cotangent(ct, other, ndim, contract, other_contract, batch, other_ba
     other_dims = (tuple(other_kept), tuple(other_batch))
     if other_first:
         prod = lax.dot_general(other, ct, ((other_dims[0], ct_dims[0]),
-                                           (other_dims[1], ct_dims[1])), precision=precision)
+                                           (other_dims[1], ct_dims[1])), precision=precision,
+                               preferred_element_type=preferred_element_type)
     else:
         prod = lax.dot_general(ct, other, ((ct_dims[0], other_dims[0]),
-                                           (ct_dims[1], other_dims[1])), precision=precision)
+                                           (ct_dims[1], other_dims[1])), precision=precision,
+                               preferred_element_type=preferred_element_type)
     order = tuple(int(a) for a in np.argsort(layouts[other_first]))
     return prod if order == tuple(range(ndim)) else lax.transpose(prod, order)
 
 
 @defvjp("dot_general")
-def _dot_general(ct, x, y, *, out, dimension_numbers, precision=None, **_):
+def _dot_general(ct, x, y, *, out, dimension_numbers, precision=None,
+                 preferred_element_type=None, **_):
+    # precision and preferred_element_type go to both products, as in JAX's transpose; the
+    # result is cast to the operand's dtype. out_sharding places the output only.
     (x_contract, y_contract), (x_batch, y_batch) = dimension_numbers
     nb = len(x_batch)
     x_free = range(nb, nb + np.ndim(x) - len(x_contract) - nb)  # ct: batch, x free, y free
@@ -89,10 +94,10 @@ def _dot_general(ct, x, y, *, out, dimension_numbers, precision=None, **_):
     ct_x = ct_y = None
     if is_float(x):
         ct_x = operand_cotangent(ct, y, np.ndim(x), x_contract, y_contract, x_batch, y_batch,
-                                 y_free, precision, np.shape(x))
+                                 y_free, precision, preferred_element_type, np.shape(x))
         ct_x = ct_x.astype(jnp.result_type(x))
     if is_float(y):
         ct_y = operand_cotangent(ct, x, np.ndim(y), y_contract, x_contract, y_batch, x_batch,
-                                 x_free, precision, np.shape(y))
+                                 x_free, precision, preferred_element_type, np.shape(y))
         ct_y = ct_y.astype(jnp.result_type(y))
     return (ct_x, ct_y)

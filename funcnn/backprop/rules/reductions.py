@@ -39,6 +39,8 @@ def _reduce_prod(ct, x, *, out, axes, **_):
     # The product of all the other elements, without dividing (exact at zeros):
     # move the reduced axes last, flatten them, take exclusive cumulative products both ways.
     shape = np.shape(x)
+    if 0 in shape:  # no element, no cotangent (an empty product is 1, a constant)
+        return (jnp.zeros(shape, ct.dtype),)
     kept = [i for i in range(len(shape)) if i not in axes]
     moved = jnp.transpose(x, kept + list(axes))
     flat = moved.reshape(moved.shape[:len(kept)] + (-1,))

@@ -20,9 +20,20 @@ def _broadcast_in_dim(ct, x, *dyn, out, shape, broadcast_dimensions, **_):
     return (summed.reshape(x_shape),) + (None,) * len(dyn)
 
 
-@defvjp("reshape", "squeeze", "expand_dims")
-def _reshape(ct, x, *dyn, out, **_):
-    return (ct.reshape(np.shape(x)),) + (None,) * len(dyn)
+@defvjp("reshape")
+def _reshape(ct, x, *dyn, out, dimensions=None, **_):
+    # lax.reshape(x, sizes, dimensions) reshapes transpose(x, dimensions) (jnp.reshape's
+    # order="F" binds it): undo the reshape, then the transpose.
+    if dimensions is None:
+        return (ct.reshape(np.shape(x)),) + (None,) * len(dyn)
+    permuted = tuple(np.shape(x)[d] for d in dimensions)
+    back = tuple(int(i) for i in np.argsort(dimensions))
+    return (lax.transpose(ct.reshape(permuted), back),) + (None,) * len(dyn)
+
+
+@defvjp("squeeze", "expand_dims")
+def _squeeze(ct, x, *, out, **_):
+    return (ct.reshape(np.shape(x)),)
 
 
 deflinear("transpose", lambda ct, permutation: lax.transpose(ct, tuple(np.argsort(permutation))))
@@ -84,15 +95,34 @@ def _slice(ct, x, *, out, start_indices, limit_indices, strides):
     return (lax.pad(ct, jnp.zeros((), ct.dtype), config),)
 
 
+def clamped_starts(starts, shape, sizes):
+    """The start indices a dynamic_slice / dynamic_update_slice primitive uses: each clamped
+    to [0, n - size]. The rules pass them on clamped, so that the ``lax`` wrappers they call
+    see no negative index to wrap a second time (the program's wrapper already did)."""
+    dtype = jnp.result_type(*starts)  # the primitive's one index dtype (literals are weak)
+    return tuple(lax.convert_element_type(jnp.clip(s, 0, n - m), dtype)
+                 for s, n, m in zip(starts, shape, sizes, strict=True))
+
+
 @defvjp("dynamic_slice")
 def _dynamic_slice(ct, x, *starts, out, slice_sizes):
-    zeros = jnp.zeros(np.shape(x), ct.dtype)
+    x_shape = np.shape(x)
+    zeros = jnp.zeros(x_shape, ct.dtype)
+    starts = clamped_starts(starts, x_shape, slice_sizes)
     return (lax.dynamic_update_slice(zeros, ct, starts),) + (None,) * len(starts)
 
 
 @defvjp("dynamic_update_slice")
 def _dynamic_update_slice(ct, x, update, *starts, out, **_):
     u_shape = np.shape(update)
+    starts = clamped_starts(starts, np.shape(x), u_shape)
     ct_update = lax.dynamic_slice(ct, starts, u_shape) if is_float(update) else None
     ct_x = lax.dynamic_update_slice(ct, jnp.zeros(u_shape, ct.dtype), starts)
     return (ct_x, ct_update) + (None,) * len(starts)
+
+
+@defvjp("unstack")
+def _unstack(cts, x, *, out, axis):
+    """``jnp.unstack``: the pieces' cotangents stacked back along ``axis`` (zeros for None)."""
+    parts = [jnp.zeros_like(o) if c is None else c for c, o in zip(cts, out, strict=True)]
+    return (jnp.stack(parts, axis=axis),)
