@@ -8,19 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
-from jax._src.interpreters import ad
 from jax.ad_checkpoint import checkpoint_name
 
 from funcnn import backprop
 from tests.backprop.sampling import rng_for
-from tests.backprop.test_no_jax_ad import (
-    AD_FUNCTIONS,
-    AD_TABLES,
-    PUBLIC,
-    ForbiddenTable,
-    JaxADUsed,
-    forbidden,
-)
+from tests.backprop.test_no_jax_ad import JaxADUsed, no_jax_ad  # noqa: F401 (the fixture)
 
 R = rng_for("rules-no-jax-ad")
 A = R.standard_normal((4, 4))
@@ -71,26 +63,16 @@ CASES = [("linalg", linalg, A), ("complex_fft", complex_fft, R.standard_normal((
 
 
 @pytest.mark.parametrize("f, x", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_new_rules_run_without_jax_ad(f, x, monkeypatch):
+def test_new_rules_run_without_jax_ad(f, x, request):
     if f is everything_else:  # JAX refuses lax.composite: d/dx x e^x = (1 + x) e^x by hand
         want = jax.jit(jax.grad(lambda x: everything_else(x, composite=False)))(x)
         want = want + (1 + x) * np.exp(x)
     else:
         want = jax.jit(jax.grad(f))(x)
-    for name in AD_FUNCTIONS:
-        if hasattr(ad, name):
-            monkeypatch.setattr(ad, name, forbidden(f"ad.{name}"))
-    for name in AD_TABLES:
-        if hasattr(ad, name):
-            monkeypatch.setattr(ad, name, ForbiddenTable(f"ad.{name}", getattr(ad, name)))
-    for name in PUBLIC:
-        monkeypatch.setattr(jax, name, forbidden(f"jax.{name}"))
-    try:
-        with pytest.raises(JaxADUsed):
-            jax.grad(f)(x)
-        got = jax.jit(backprop.grad(f))(x)
-    finally:
-        jax.clear_caches()
+    request.getfixturevalue("no_jax_ad")  # JAX's AD raises from here on
+    with pytest.raises(JaxADUsed):
+        jax.grad(f)(x)
+    got = jax.jit(backprop.grad(f))(x)
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-10)
 
 
