@@ -5,7 +5,6 @@ gives the gradients ``jax.grad`` computed before the patch. A sanity check prove
 is real: ``jax.grad``, and JAX's internal ``grad`` that bypasses the public names, raise."""
 from __future__ import annotations
 
-import ast
 import functools
 import pathlib
 import re
@@ -194,34 +193,21 @@ FORBIDDEN = [
 ]
 
 
-def code_without_docstrings(path: pathlib.Path) -> str:
-    """The module's code as Python sees it: comments and docstrings dropped (a docstring may
-    say "like ``jax.vjp``"; code may not call it), every other string kept."""
-    tree = ast.parse(path.read_text())
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)):
-            body[0] = ast.Pass()
-    return ast.unparse(tree)
-
-
 ENGINE_FILES = sorted(pathlib.Path(funcnn.backprop.__file__).parent.rglob("*.py"))
 
 
 @pytest.mark.parametrize("path", ENGINE_FILES, ids=[p.name for p in ENGINE_FILES])
 def test_source_never_names_jax_ad(path):
-    code = code_without_docstrings(path)
-    for pattern in FORBIDDEN:
-        hit = re.search(pattern, code)
-        assert hit is None, f"{path.name} uses {hit.group(0)!r}"
+    """Not in code, and not in comments or docstrings either: a mention reads like a use to
+    anyone grepping the engine for JAX's differentiation, so the engine says "JAX's autodiff"."""
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        for pattern in FORBIDDEN:
+            hit = re.search(pattern, line)
+            assert hit is None, f"{path.name}:{number} names {hit.group(0)!r}: {line.strip()}"
 
 
-def test_source_check_catches_a_use(tmp_path):
-    bad = tmp_path / "bad.py"
-    bad.write_text('"""Mentions jax.vjp in a docstring: fine."""\nimport jax\n\n'
-                   'def f(x):\n    """Also jax.grad here."""\n    return jax.vjp(f, x)\n')
-    code = code_without_docstrings(bad)
-    assert re.search(FORBIDDEN[0], code).group(0) == "jax.vjp"
-    assert "jax.grad" not in code
+def test_source_check_catches_a_use_and_a_mention():
+    for text in ("return jax.vjp(f, x)", '"""Like jax.grad."""', "# JAX's linear_transpose",
+                 "from jax._src.interpreters import ad"):
+        assert any(re.search(p, text) for p in FORBIDDEN), text
+    assert not any(re.search(p, "JAX's autodiff gives the same number") for p in FORBIDDEN)

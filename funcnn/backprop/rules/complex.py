@@ -2,7 +2,7 @@
 conj (``real`` is in ``elementwise``: its rule is the identity, the engine casts the real
 cotangent to the complex input's dtype, i.e. ct + 0i).
 
-JAX's convention for the cotangent of a complex input (what ``jax.vjp`` returns) is the
+JAX's convention for the cotangent of a complex input (what JAX's reverse mode returns) is the
 transpose under the bilinear pairing <a, b> = Re sum(a * b), without conjugation. For a real
 loss L of z = x + iy that is dL/dx - i dL/dy, the conjugate of the gradient a step of descent
 follows. So for each op:

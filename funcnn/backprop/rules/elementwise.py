@@ -193,7 +193,7 @@ def _mul(ct, x, y, *, out, out_dtype=None, **_):
 def _div(ct, x, y, *, out, **_):
     # JAX's formulas, op for op: d/dy = (-ct x) y^-2. The shorter -(ct / y) out rounds
     # differently where a program cancels (boxcox1p's d/dlambda: 2e-10) and where y^-2
-    # underflows (bessel_jn at z = 1e-3), so it would not give jax.grad's number.
+    # underflows (bessel_jn at z = 1e-3), so it would not give JAX's autodiff's number.
     dx = ct / y if is_float(x) else None
     dy = (-ct * x) * lax.integer_pow(jnp.asarray(y), -2) if is_float(y) else None
     return both(ct, x, y, dx, dy)

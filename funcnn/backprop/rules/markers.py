@@ -1,5 +1,5 @@
 """VJP rules of the primitives that only mark what they compute: ``name``
-(``jax.ad_checkpoint.checkpoint_name``, which names a value for a remat policy: the identity)
+(``checkpoint_name`` from JAX's remat module, which names a value for a remat policy: the identity)
 and ``composite`` (``lax.composite``, a sub-program named for a compiler, computed here by its
 body). JAX refuses to differentiate a composite (a backend may run its own kernel for it);
 the engine differentiates the body, which is what XLA runs where no kernel replaces it."""

@@ -71,7 +71,7 @@ def real_if(ct, x):
 def solve(a, b):
     """x = a^{-1} b for a: [..., n, n], b: [..., n, k], by LU with partial pivoting and two
     triangular solves. (Not ``jnp.linalg.solve``: that traces through
-    ``lax.custom_linear_solve``, which JAX builds with its own ``linear_transpose``.)"""
+    ``lax.custom_linear_solve``, whose transpose JAX builds with its own autodiff machinery.)"""
     lu, _, permutation = lax.linalg.lu(a)
     pb = jnp.take_along_axis(b, permutation[..., :, None], axis=-2)
     y = lax.linalg.triangular_solve(lu, pb, left_side=True, lower=True, unit_diagonal=True)
