@@ -135,3 +135,24 @@ def zeros_for(aval):
     if tangent.dtype == jax.dtypes.float0:
         return np.zeros(tangent.shape, jax.dtypes.float0)
     return zeros(tangent)
+
+
+# --- linear_call: a linear function with a user-given transpose ------------------------------
+def linear_call_counts(eqn) -> tuple[int, int]:
+    """``(callee consts, residuals)``: the inputs before the linear ones."""
+    return eqn.params["num_callee_consts"], eqn.params["num_res"]
+
+
+def bind_transpose(eqn, invals: Sequence, cts: Sequence) -> list:
+    """Apply the user's transpose to ``cts`` (dense) as a ``linear_call`` of its own whose
+    declared transpose is the original function, as JAX's transpose of a linear_call does:
+    differentiating the backward pass again then uses the pair as declared. ``callee`` and
+    the thunk's jaxpr have one form on each version (ClosedJaxpr on 0.10, Jaxpr from 0.11),
+    so they pass through as given."""
+    n_consts, n_res = linear_call_counts(eqn)
+    transpose, t_consts = eqn.params["transpose_thunk"]()
+    callee, f_consts = eqn.params["callee"], list(invals[:n_consts])
+    residuals = list(invals[n_consts:n_consts + n_res])
+    return list(eqn.primitive.bind(*t_consts, *residuals, *cts, callee=transpose,
+                                   transpose_thunk=lambda: (callee, f_consts),
+                                   num_callee_consts=len(t_consts), num_res=n_res))

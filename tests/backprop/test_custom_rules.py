@@ -8,9 +8,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import pytest
+from jax.custom_derivatives import linear_call
 
 from funcnn import backprop
-from funcnn.backprop.rules.custom import ClosedOverDifferentiatedValue
+from funcnn.backprop.rules.custom import (
+    ClosedOverDifferentiatedValue,
+    NonLinearInputDifferentiated,
+)
 from tests.backprop.sampling import rng_for
 from tests.helpers import assert_trees_close
 
@@ -89,3 +93,61 @@ def test_a_custom_vjp_closing_over_a_differentiated_value_is_refused():
         backprop.grad(f)(1.5, XB[1])
     # differentiating only the explicit argument is fine, and follows the rule
     assert_trees_close(backprop.grad(f, argnums=1)(1.5, XB[1]), jnp.full(4, 2.0))
+
+
+# --- linear_call: a linear function whose transpose the program declares ----------------------
+def divide_with_transpose(r, x, scale=1.0):
+    """x / r (linear in x) with a declared transpose ``scale * ct / r`` (scale 1: the true
+    transpose; another scale: a rule that is not, so only the rule gives jax.grad's value)."""
+    return linear_call(lambda r, x: x / r, lambda r, ct: scale * ct / r, r, x)
+
+
+def pytree_linear(r, x):
+    """(a, b) -> (r a + b, b - a) with its transpose, over a dict of residuals and a tuple of
+    linear arguments."""
+    def fn(res, lin):
+        a, b = lin
+        return res["w"] * a + b, b - a
+
+    def transpose(res, cts):
+        c1, c2 = cts
+        return res["w"] * c1 - c2, c1 + c2
+
+    return linear_call(fn, transpose, {"w": r}, x)
+
+
+LINEAR_CALLS = {
+    "true_transpose": lambda x: jnp.sum(jnp.sin(divide_with_transpose(2.5, x)) * x),
+    "declared_7x": lambda x: jnp.sum(divide_with_transpose(2.5, jnp.tanh(x), 7.0) ** 2),
+    "pytree": lambda x: sum(jnp.sum(o ** 2) for o in pytree_linear(1.7,
+                                                                   (jnp.cos(x), 2.0 * x))),
+    "nested_jit": jax.jit(lambda x: jnp.sum(divide_with_transpose(0.5, x * x, 3.0))),
+}
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("name", sorted(LINEAR_CALLS))
+def test_linear_call_uses_the_declared_transpose(name, jit):
+    f = LINEAR_CALLS[name]
+    x = jnp.asarray(rng_for(name).standard_normal(4))
+    want = jax.jit(jax.grad(f))(x)
+    got = jax.jit(backprop.grad(f))(x) if jit else backprop.grad(f)(x)
+    assert_trees_close(got, want, rtol=1e-14, atol=1e-15, what=name)
+
+
+def test_linear_call_second_order():
+    f = LINEAR_CALLS["declared_7x"]
+    x = jnp.asarray(rng_for("lc2").standard_normal(4))
+    # (JAX has no batching rule for linear_call, so no jax.hessian: grad of grad)
+    want = jax.jit(jax.grad(lambda y: jnp.sum(jax.grad(f)(y) * jnp.arange(1.0, 5.0))))(x)
+    got = jax.jit(backprop.grad(lambda y: jnp.sum(backprop.grad(f)(y) * jnp.arange(1.0, 5.0))))(x)
+    assert_trees_close(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_linear_call_in_a_residual_is_refused_as_by_jax():
+    f = lambda r: jnp.sum(divide_with_transpose(r, jnp.ones(3)))
+    with pytest.raises(AssertionError):  # JAX's own rule asserts the residual has no tangent
+        jax.grad(f)(2.0)
+    with pytest.raises(NonLinearInputDifferentiated, match="residual"):
+        backprop.grad(f)(2.0)
+

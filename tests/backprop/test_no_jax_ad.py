@@ -153,11 +153,29 @@ def remat(w1, x):
     return jax.checkpoint(lambda w: jnp.sin(x @ w) ** 2)(w1).sum()
 
 
+def custom_root(w1, x):
+    """sqrt of each entry of (x @ w1)^2 + 1 by lax.custom_root (a while-loop Newton solve):
+    implicit differentiation, JAX >= 0.11's hijax form. (JAX 0.10's custom_root is a
+    custom_jvp whose rule itself calls JAX's forward mode, so that version is not listed.)"""
+    a = (x @ w1) ** 2 + 1.0
+
+    def solve(f, x0):
+        def body(c):
+            i, y = c
+            return i + 1, 0.5 * (y + a / y)
+        return lax.while_loop(lambda c: c[0] < 40, body, (0, x0))[1]
+
+    root = lax.custom_root(lambda y: y * y - a, jnp.ones_like(a), solve,
+                           lambda g, y: y / g(jnp.ones_like(y)))
+    return jnp.sum(root * jnp.cos(a))
+
+
 CASES = [  # (name, f, x, also second order?)
     ("mlp", mlp, X, True), ("scan_rnn", scan_rnn, XS, True), ("cond", cond, X, False),
     ("cond_other_branch", cond, -X, False), ("custom_jvp_relu_gelu", custom_jvp, X, True),
     ("custom_vjp", custom_vjp, X, False), ("custom_jvp_rule", custom_jvp_rule_not_body, X, True),
     ("jit", jitted, X, False), ("remat", remat, X, False),
+    *([("custom_root", custom_root, X, False)] if jax.__version_info__ >= (0, 11) else []),
 ]
 
 

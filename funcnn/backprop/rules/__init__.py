@@ -8,6 +8,7 @@ from funcnn.backprop.rules import (  # noqa: F401
     elementwise,
     fft,
     generic_reduce,
+    hijax,
     indexing,
     integer,
     linalg,

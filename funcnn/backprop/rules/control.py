@@ -45,7 +45,8 @@ def call_backward(eqn, tape, invals, cts, active):
     return backward(jaxpr, tape, cts, active)
 
 
-defhigher("jit", "pjit", "closed_call", "core_call", forward=call_forward, backward=call_backward)
+defhigher("jit", "pjit", "closed_call", "core_call", "eval_jaxpr", forward=call_forward,
+          backward=call_backward)
 
 
 # --- remat: keep nothing, run the body again during the backward pass ---------------------

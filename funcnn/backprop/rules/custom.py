@@ -10,17 +10,26 @@ primal body (``jax.nn.relu'(0) = 0`` is relu's rule; a gradient-clipping ``bwd``
   JAX. The backward pass is the engine's own VJP of the tangent outputs with respect to the
   tangent inputs, the primals held fixed: the transpose of the linear map, which is the VJP.
 
+- ``linear_call`` (``jax.custom_derivatives.linear_call(f, f_transpose, residuals, linear)``):
+  the forward pass binds it; the backward pass applies the user's transpose to the output
+  cotangents, as a linear_call whose own transpose is the function (a second derivative
+  uses the declared pair, as in JAX). Only differentiable in its linear arguments.
+
 The equations' params are read in one place, ``funcnn.backprop.custom_rules_jax``.
 """
 from __future__ import annotations
 
 from funcnn.backprop import custom_rules_jax as jaxrules
-from funcnn.backprop.engine import backward, forward, where
+from funcnn.backprop.engine import backward, bind, forward, where
 from funcnn.backprop.registry import defhigher
 
 
 class ClosedOverDifferentiatedValue(TypeError):
     """A custom_vjp function closes over a value being differentiated (JAX refuses it too)."""
+
+
+class NonLinearInputDifferentiated(TypeError):
+    """A linear_call differentiated in a residual argument (JAX refuses it too)."""
 
 
 # --- custom_jvp_call: transpose the user's JVP rule with the engine -----------------------
@@ -75,3 +84,28 @@ def custom_vjp_backward(eqn, residuals, invals, cts, active):
 
 
 defhigher("custom_vjp_call", forward=custom_vjp_forward, backward=custom_vjp_backward)
+
+
+# --- linear_call: the user's transpose is the VJP in the linear inputs ----------------------
+def linear_call_forward(eqn, invals, active):
+    n_consts, n_res = jaxrules.linear_call_counts(eqn)
+    if any(active[:n_consts + n_res]):
+        raise NonLinearInputDifferentiated(
+            f"the linear_call at {where(eqn)} is differentiated with respect to one of its "
+            "residual arguments (or a value its function closes over): linear_call only "
+            "declares a transpose in its linear arguments (JAX cannot differentiate this "
+            "either). Pass the value as a linear argument, or compute it outside.")
+    return bind(eqn, invals), None
+
+
+def linear_call_backward(eqn, _, invals, cts, active):
+    n_consts, n_res = jaxrules.linear_call_counts(eqn)
+    dense = [jaxrules.zeros_for(v.aval) if ct is None else ct
+             for ct, v in zip(cts, eqn.outvars, strict=True)]
+    ct_lin = jaxrules.bind_transpose(eqn, invals, dense)
+    return [None] * (n_consts + n_res) + [
+        c if a else None for c, a in zip(ct_lin, active[n_consts + n_res:], strict=True)]
+
+
+defhigher("linear_call", forward=linear_call_forward, backward=linear_call_backward)
+
