@@ -1,7 +1,8 @@
 """Random programs: hypothesis composes supported ops (unary, binary with broadcasting of
-rank-0 and size-1 operands, reductions, reshape/transpose, broadcast, dot, concatenate/slice)
-with random node reuse (``b = a + a`` happens whenever an op draws the same node twice), and
-the engine's gradient must equal ``jax.grad``'s in float64.
+rank-0 and size-1 operands, reductions, reshape/transpose, broadcast, dot, concatenate/slice,
+linear algebra, complex numbers, FFTs, top_k, igamma) with random node reuse (``b = a + a``
+happens whenever an op draws the same node twice), and the engine's gradient must equal
+``jax.grad``'s in float64.
 
 The CI profile runs 200 derandomized examples (reproducible); the soak test runs 10,000 random
 ones: ``pytest -m soak tests/backprop/test_programs.py`` (or FUNCNN_SOAK=1 for the CI test).
@@ -98,24 +99,43 @@ def spd(x, n):
 
 # Linear algebra, complex numbers, top_k and igamma (issue #12), each at points where it is
 # smooth (positive definite matrices, positive arguments) or, where ties can occur (top_k of a
-# broadcast node), following the same index as JAX. No FFT: XLA:CPU (jaxlib 0.10 and 0.12)
-# fails at run time ("fft_thunk.cc: RET_CHECK IsMonotonicWithDim0Major(input layout)") on a
-# gradient program where an FFT meets svd's or solve's LAPACK call, jax.grad's as well as the
-# engine's; test_rules_fft.py covers the FFT rules.
-LINALG_COMPLEX_FFT = {
+# broadcast node), following the same index as JAX.
+LAPACK = {
     "solve": (2, lambda a, b: jnp.linalg.solve(spd(a, 2), full(b))),
     "cholesky": (2, lambda a, b: jnp.linalg.cholesky(spd(a, 2)) @ full(b)),
     "eigvalsh": (1, lambda a: jnp.linalg.eigvalsh(spd(a, 3) + jnp.diag(jnp.arange(3.0)))[None]),
     "svdvals": (1, lambda a: jnp.linalg.svd(full(a) + jnp.eye(2, 3), compute_uv=False)[:, None]),
+}
+COMPLEX_TOPK_SPECIAL = {
     "complex_mix": (2, lambda a, b: (jnp.exp(jax.lax.complex(full(a), full(b)) / 2)
                                      * jnp.conj(jax.lax.complex(full(b), 1.0))).real),
     "top1": (1, lambda x: jax.lax.top_k(full(x), 1)[0]),
     "igamma": (1, lambda x: jax.lax.igamma(1.5, 1.0 + x * x)),
 }
-OTHER.update(LINALG_COMPLEX_FFT)
+# Every FFT type, 1-D along either axis and 2-D: complex-to-complex forward and inverse,
+# real-to-complex and back (a circular convolution), and a power spectrum.
+FFT = {
+    "fft_real": (1, lambda x: jnp.fft.fft(full(x), axis=1).real),
+    "ifft_imag": (2, lambda a, b: jnp.fft.ifft(jax.lax.complex(full(a), full(b)), axis=0).imag),
+    "rfft_conv": (2, lambda a, b: jnp.fft.irfft(jnp.fft.rfft(full(a), axis=1)
+                                                * jnp.fft.rfft(full(b), axis=1), n=3, axis=1)),
+    "fft2_abs": (1, lambda x: jnp.abs(jnp.fft.fft2(full(x)) + 1.5)),
+    "rfft2_power": (1, lambda x: (jnp.abs(jnp.fft.rfft2(full(x))) ** 2).sum(1, keepdims=True)),
+    "irfft2": (2, lambda a, b: jnp.fft.irfft2(jax.lax.complex(full(a), full(b)), s=(2, 3))),
+}
+OTHER.update(COMPLEX_TOPK_SPECIAL)
+# XLA:CPU (jaxlib 0.10 and 0.12) fails at run time ("fft_thunk.cc: RET_CHECK
+# IsMonotonicWithDim0Major(input layout)") on a program where an FFT consumes the output of a
+# LAPACK call (solve, svd, ...) — jax.grad's program as well as the engine's. So a program draws
+# its vocabulary with either the LAPACK ops or the FFT ops, never both.
+VOCABULARY = {"lapack": LAPACK, "fft": FFT}
+EXTRA_OPS = {name: op for ops in VOCABULARY.values() for name, op in ops.items()}
 
 OPS = ([(name, 1) for name in UNARY] + [(name, 2) for name in BINARY]
        + [(name, arity) for name, (arity, _) in OTHER.items()])
+OPS_OF = {family: OPS + [(name, arity) for name, (arity, _) in ops.items()]
+          for family, ops in VOCABULARY.items()}
+ALL_OPS = OPS + [(name, arity) for name, (arity, _) in EXTRA_OPS.items()]
 
 
 def apply(name, args):
@@ -123,7 +143,7 @@ def apply(name, args):
         return UNARY[name](*args)
     if name in BINARY:
         return BINARY[name](*args)
-    return OTHER[name][1](*args)
+    return {**OTHER, **EXTRA_OPS}[name][1](*args)
 
 
 class Program(NamedTuple):
@@ -154,10 +174,11 @@ class Program(NamedTuple):
 @st.composite
 def programs(draw, max_ops=6):
     shapes = tuple(draw(st.lists(st.sampled_from(SHAPES), min_size=1, max_size=3)))
+    vocabulary = OPS_OF[draw(st.sampled_from(sorted(OPS_OF)))]
     n_nodes = len(shapes)
     ops = []
     for _ in range(draw(st.integers(1, max_ops))):
-        name, arity = draw(st.sampled_from(OPS))
+        name, arity = draw(st.sampled_from(vocabulary))
         # operands may repeat (b = a + a) and reach back to any earlier node (reuse)
         operands = tuple(draw(st.integers(0, n_nodes - 1)) for _ in range(arity))
         ops.append((name, operands))
@@ -205,7 +226,7 @@ def test_random_programs_soak(program):
     check_program(program)
 
 
-@pytest.mark.parametrize("name, arity", OPS, ids=[name for name, _ in OPS])
+@pytest.mark.parametrize("name, arity", ALL_OPS, ids=[name for name, _ in ALL_OPS])
 def test_each_op(name, arity):
     """Each op of the vocabulary on every operand shape (the generator cannot hold an op that
     fails to trace), once per shape as first operand, with the others rotating."""
