@@ -8,15 +8,25 @@ set of manual mesh axes along which the value differs between devices (its "vma"
 ``shard_map`` equation holds ``jaxpr`` (open), ``mesh``, ``in_specs``, ``out_specs``,
 ``check_vma`` and ``newly_manual_axes``; ``reshard`` (explicit sharding) lives in ``jax._src.pjit``
 and binds under its mesh. Everything else the rules need is public ``jax.lax``.
+
+Explicit sharding (a mesh with ``AxisType.Explicit`` axes): a value's type carries its sharding
+(``jax.typeof(x).sharding``, a ``NamedSharding`` on the abstract mesh, spec one entry per dim).
+Where a rule builds a value whose sharding JAX's own transpose would set (a contraction over
+a sharded dim, a sum back to a broadcast operand, zeros in an operand's shape), it passes
+``out_sharding=sharding_of(x)`` (or ``sharding=`` for ``lax.full``) to the public ``lax``
+function; ``None`` outside explicit meshes, where the rules keep their plain path. The same on
+0.10, 0.11 and 0.12.
 """
 from __future__ import annotations
 
 from typing import NamedTuple
 
 import jax
+import numpy as np
 from jax._src import core, dispatch, pjit
 from jax._src import mesh as mesh_lib
 from jax._src.lax import parallel
+from jax.sharding import AxisType
 
 SHARDING_CONSTRAINT = pjit.sharding_constraint_p
 DEVICE_PUT = dispatch.device_put_p
@@ -34,10 +44,48 @@ def varying_axes(aval) -> frozenset:
     return frozenset(getattr(mat, "varying", ()) or ())
 
 
+def explicit(sharding):
+    """``sharding`` if it is a ``NamedSharding`` on a mesh with an explicit axis that is also
+    the mesh in context (``jax.set_mesh``, or the one a trace runs under), else None. Outside
+    that context (a value placed on an explicit mesh by ``device_put``, the program run
+    without ``set_mesh``) JAX cannot bind an op with an ``out_sharding`` eagerly, and the
+    rules keep their plain path, whose shardings JAX infers."""
+    mesh = getattr(sharding, "mesh", None)
+    if mesh is None or mesh.empty or AxisType.Explicit not in tuple(mesh.axis_types):
+        return None
+    if mesh_lib.get_abstract_mesh() != getattr(mesh, "abstract_mesh", mesh):
+        return None
+    return sharding
+
+
+def sharding_of(x, layout=None):
+    """The sharding ``x``'s type carries on an explicit mesh, else ``None``. With ``layout``
+    (dim i of the wanted value is dim ``layout[i]`` of ``x``), the sharding of the value that
+    a transpose by ``argsort(layout)`` turns into ``x``'s layout: a product computed in another
+    order before its closing transpose. ``layout`` may name fewer dims than ``x`` has."""
+    if np.ndim(x) == 0 and not hasattr(x, "aval"):  # a Python or NumPy scalar literal
+        return None
+    sharding = explicit(getattr(jax.typeof(x), "sharding", None))
+    if sharding is None or layout is None:
+        return sharding
+    parts = tuple(sharding.spec[d] if d < len(sharding.spec) else None for d in layout)
+    return sharding.update(spec=sharding.spec.update(partitions=parts))
+
+
+def drop_dims(sharding, dims):
+    """``sharding`` (or ``None``) without the entries of ``dims``: the sharding of a value
+    whose size-1 ``dims`` a reshape then restores."""
+    if sharding is None:
+        return None
+    parts = tuple(p for i, p in enumerate(sharding.spec) if i not in set(dims))
+    return sharding.update(spec=sharding.spec.update(partitions=parts))
+
+
 def zeros(aval):
     """Zeros of ``aval``'s shape and dtype, varying along the same manual axes (inside a
     shard_map a zero cotangent must have its primal's replication type)."""
-    z = jax.numpy.zeros(aval.shape, aval.dtype)
+    z = jax.numpy.zeros(aval.shape, aval.dtype,
+                        out_sharding=explicit(getattr(aval, "sharding", None)))
     axes = varying_axes(aval)
     return PVARY.bind(z, axes=tuple(sorted(axes))) if axes else z
 

@@ -96,6 +96,11 @@ PARAMS: dict[str, dict[str, str]] = {
     # linalg, conv, windows
     "dot_general": {"dimension_numbers": USED, "precision": USED,
                     "preferred_element_type": USED, "out_sharding": SHARDING},
+    "ragged_dot_general": {
+        "ragged_dot_dimension_numbers": USED, "precision": USED, "preferred_element_type": USED,
+        "group_offset": "JAX cannot evaluate a ragged dot with it (its implementation raises); "
+                        "the rule raises NotImplementedError (test_rules_ragged.py)",
+        "out_sharding": SHARDING},
     "conv_general_dilated": {
         **dict.fromkeys(("window_strides", "padding", "lhs_dilation", "rhs_dilation",
                          "dimension_numbers", "feature_group_count", "batch_group_count",
@@ -187,6 +192,8 @@ EXAMPLES: dict[str, tuple] = {
                     ("min", "min"), ("max", "max"))},
     "scatter": (at("set"), (N, IDX, normal((3, 4)))),
     "dot_general": (lambda x, y: x @ y, (N, normal((4, 2)))),
+    "ragged_dot_general": (lambda x, y: lax.ragged_dot(x, y, np.array([2, 0, 1], np.int32)),
+                           (N, normal((3, 4, 2)))),
     "conv_general_dilated": (
         lambda x, k: lax.conv_general_dilated(x, k, (1, 1), "VALID", dimension_numbers=CONV_DN),
         (normal((1, 2, 5, 5)), normal((4, 2, 3, 3)))),
@@ -210,6 +217,9 @@ class Case(NamedTuple):
 
 HIGHEST = lax.AccuracyMode.HIGHEST
 CLIP = {"mode": "clip"}
+RAGGED_BATCHED = lax.RaggedDotDimensionNumbers(  # x [b, m, k], y [b, k, g, n], sizes [b, g]
+    dot_dimension_numbers=(((2,), (1,)), ((0,), (0,))), lhs_ragged_dimensions=[1],
+    rhs_group_dimensions=[2])
 F32 = np.float32
 TAILS = uniform(7.5, 9.0, (4,), F32)  # tanh(x) rounds to 1 in float32: only HIGHEST is exact
 BF16 = (lambda shape: lambda rng: normal(shape)(rng).astype(jnp.bfloat16))
@@ -287,6 +297,14 @@ CASES: list[Case] = [
          lambda x, y: lax.dot_general(x, y, (((1,), (0,)), ((), ())),
                                       preferred_element_type=jnp.float32),
          (BF16(M), BF16((4, 2))), 1e-2, False),
+    Case("ragged_dot_general", ("ragged_dot_dimension_numbers", "precision"),
+         lambda x, y: lax.ragged_dot_general(
+             x, y, np.array([[1, 2], [3, 0]], np.int32), RAGGED_BATCHED,
+             precision=lax.Precision.DEFAULT), (normal((2, 3, 4)), normal((2, 4, 2, 3)))),
+    Case("ragged_dot_general", ("preferred_element_type",),
+         lambda x, y: lax.ragged_dot(x, y, np.array([1, 2, 0], np.int32),
+                                     preferred_element_type=jnp.float32),
+         (BF16(M), BF16((3, 4, 2))), 1e-2, False),
     Case("conv_general_dilated",
          ("window_strides", "padding", "lhs_dilation", "rhs_dilation", "dimension_numbers",
           "feature_group_count", "precision"),

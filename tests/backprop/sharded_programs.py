@@ -3,10 +3,12 @@
 prints one JSON line per case, ``{"case": name, "error": null or what failed}``.
 
 Each case is ``(f, plain, args)`` on a 4 x 2 mesh ("data", "model"): ``f`` is sharded
-(shard_map with collectives, sharding constraints, device_put), ``plain`` the same function
-written for one device without sharding (``None`` where ``f`` has no such twin). Checked in
-float64: the engine's gradient, eager and under jit, against ``jax.grad`` (values and the
-gradients' shardings) and against ``jax.grad`` of ``plain``.
+(shard_map with collectives, sharding constraints, device_put; or, for the names in
+``EXPLICIT``, explicit sharding: run under ``jax.set_mesh`` on the mesh with Explicit axes,
+arguments placed first), ``plain`` the same function written for one device without sharding
+(``None`` where ``f`` has no such twin). Checked in float64: the engine's gradient, eager and
+under jit, against ``jax.grad`` (values and the gradients' shardings) and against ``jax.grad``
+of ``plain``.
 """
 from __future__ import annotations
 
@@ -191,6 +193,113 @@ def explicit_reshard(mesh):
     return f, (lambda w, x: ((jnp.sin(w) * 2.0) ** 2).sum() + (jnp.tanh(x) ** 3).sum())
 
 
+# --- explicit sharding: meshes whose axes are AxisType.Explicit, values' types carry shardings -
+# These run under ``jax.set_mesh`` on the explicit twin of the mesh, their arguments placed by
+# ``EXPLICIT[name]`` (one PartitionSpec each) before either gradient sees them: the backward
+# pass must give each cotangent its primal's sharding where JAX's transposes do.
+B1 = RNG.standard_normal(6) / 2          # [hidden]: split over "model"
+V = RNG.standard_normal(6)               # a vector split over "model"
+XB = RNG.standard_normal((4, 8, 6)) / 2  # [batch, seq, hidden]: batch over "data"
+WB = RNG.standard_normal((6, 6)) / 2     # [hidden, hidden]: rows over "model"
+
+
+def explicit_mesh_of(mesh):
+    from jax.sharding import AxisType
+
+    return jax.sharding.Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Explicit,) * 2)
+
+
+def explicit_mlp(mesh):
+    """Batch-sharded input, model-sharded weights: the second matmul contracts over the
+    "model"-sharded hidden dim (its output sharding given), the bias is broadcast over the
+    batch, and the weights' cotangents contract over the "data"-sharded batch."""
+    def f(w1, b1, w2, x):
+        h = jnp.tanh(x @ w1 + b1)
+        y = jnp.matmul(h, w2, out_sharding=P("data", None))
+        return jnp.sum(y ** 2) + jnp.sum(jnp.cos(h))
+
+    def plain(w1, b1, w2, x):
+        h = jnp.tanh(x @ w1 + b1)
+        return jnp.sum((h @ w2) ** 2) + jnp.sum(jnp.cos(h))
+
+    return f, plain
+
+
+def explicit_broadcast(mesh):
+    """A "model"-sharded vector broadcast along a new leading axis, and a replicated one
+    broadcast to a ("data", "model")-sharded matrix (its sum back must be replicated)."""
+    def f(v, u, x):
+        stacked = jnp.broadcast_to(v[None, :], (8, 6))
+        wide = lax.broadcast_in_dim(u, (8, 6), (1,), out_sharding=P("data", "model"))
+        return jnp.sum(jnp.sin(wide * x) + stacked ** 2 * x)
+
+    def plain(v, u, x):
+        return jnp.sum(jnp.sin(u[None, :] * x) + v[None, :] ** 2 * x)
+
+    return f, plain
+
+
+def explicit_sums(mesh):
+    """Sums over a "data"-sharded and over a "model"-sharded axis and over both, of x; one
+    whose output is replicated, of z (z's cotangent is that sum's broadcast back alone, which
+    must be sharded as z is)."""
+    def f(x, z):
+        over_data = jnp.sum(x, axis=0)                    # [6@model]
+        over_model = jnp.sum(jnp.sin(x), axis=1)          # [8@data]
+        gathered = lax.reduce_sum(z, (0,), out_sharding=P(None))  # [6]
+        return (jnp.sum(jnp.tanh(over_data) ** 2) + jnp.sum(over_model ** 3)
+                + jnp.sum(jnp.cos(gathered)) + jnp.sum(x ** 2) * jnp.max(x))
+
+    def plain(x, z):
+        return (jnp.sum(jnp.tanh(x.sum(0)) ** 2) + jnp.sum(jnp.sin(x).sum(1) ** 3)
+                + jnp.sum(jnp.cos(z.sum(0))) + jnp.sum(x ** 2) * jnp.max(x))
+
+    return f, plain
+
+
+def explicit_einsum(mesh):
+    """A batched einsum (batch over "data") and one contracting the "model"-sharded dim."""
+    def f(wb, xb):
+        h = jnp.tanh(jnp.einsum("bsh,hk->bsk", xb, wb, out_sharding=P("data", None, None)))
+        scores = jnp.einsum("bsk,btk->bst", h, h)
+        return jnp.sum(jnp.tanh(scores) ** 2)
+
+    def plain(wb, xb):
+        h = jnp.tanh(jnp.einsum("bsh,hk->bsk", xb, wb))
+        return jnp.sum(jnp.tanh(jnp.einsum("bsk,btk->bst", h, h)) ** 2)
+
+    return f, plain
+
+
+def explicit_reshape_and_slices(mesh):
+    """A reshape splitting the "model"-sharded dim of x (output sharding given), a slice and
+    squeeze of it; a dynamic slice and a dynamic update along y's unsharded dim."""
+    def f(x, y, u):
+        split = jnp.reshape(x, (8, 3, 2), out_sharding=P("data", None, "model"))
+        lone = jnp.squeeze(split[:, 1:2, :], axis=1)       # [8@data, 2@model]
+        cols = lax.dynamic_slice_in_dim(y, 2, 4, axis=1)  # [8@data, 4]
+        moved = lax.dynamic_update_slice_in_dim(y, jnp.tanh(u), 1, axis=1)
+        return (jnp.sum(jnp.sin(split) ** 2) + jnp.sum(lone ** 3) + jnp.sum(jnp.cos(cols))
+                + jnp.sum(moved ** 2))
+
+    def plain(x, y, u):
+        moved = y.at[:, 1:4].set(jnp.tanh(u))
+        return (jnp.sum(jnp.sin(x) ** 2) + jnp.sum(x[:, 2:4] ** 3) + jnp.sum(jnp.cos(y[:, 2:6]))
+                + jnp.sum(moved ** 2))
+
+    return f, plain
+
+
+EXPLICIT = {  # name -> the PartitionSpec of each argument
+    "explicit_mlp_contract_sharded_dim": (P(None, "model"), P("model"), P("model", None),
+                                          P("data", None)),
+    "explicit_broadcast_sharded_vector": (P("model"), P(None), P("data", "model")),
+    "explicit_sum_over_sharded_axes": (P("data", "model"), P("data", "model")),
+    "explicit_einsum": (P("model", None), P("data", None, "model")),
+    "explicit_reshape_slices": (P("data", "model"), P("data", None), P("data", None)),
+}
+
+
 def pmax_has_no_derivative(mesh):
     """JAX registers no derivative for pmax; the engine raises too (no silent zero)."""
     return smap(mesh, lambda x: lax.pmax(x, "data"), P("data"), P()), None
@@ -209,6 +318,14 @@ CASES = {  # name -> (builder(mesh) -> (f, plain), args)
     "sharding_constraint_device_put": (annotations, (W, X)),
     "shard_map_in_scan_custom_rules": (shard_map_in_scan_with_custom_rules, (W, X)),
     "explicit_sharding_reshard": (explicit_reshard, (W, X)),
+    "explicit_mlp_contract_sharded_dim": (explicit_mlp, (W, B1, W2, X)),
+    "explicit_broadcast_sharded_vector": (explicit_broadcast,
+                                          (V, V[::-1] / 2, RNG.standard_normal((8, 6)))),
+    "explicit_sum_over_sharded_axes": (explicit_sums, (RNG.standard_normal((8, 6)),
+                                                       RNG.standard_normal((8, 6)))),
+    "explicit_einsum": (explicit_einsum, (WB, XB)),
+    "explicit_reshape_slices": (explicit_reshape_and_slices,
+                                tuple(RNG.standard_normal(s) for s in ((8, 6), (8, 6), (8, 3)))),
     "pmax_no_derivative": (pmax_has_no_derivative, (X[:, 0],)),
 }
 
@@ -230,11 +347,20 @@ def same_sharding(a, b) -> bool:
 
 
 def check(name) -> None:
+    if name not in EXPLICIT:
+        return check_on(name, mesh_of(), CASES[name][1])
+    mesh = explicit_mesh_of(mesh_of())
+    with jax.set_mesh(mesh):
+        args = tuple(jax.device_put(a, NamedSharding(mesh, spec))
+                     for a, spec in zip(CASES[name][1], EXPLICIT[name], strict=True))
+        return check_on(name, mesh, args)
+
+
+def check_on(name, mesh, args) -> None:
     from funcnn import backprop
     from tests.helpers import assert_trees_close
 
-    build, args = CASES[name]
-    mesh = mesh_of()
+    build = CASES[name][0]
     f, plain = build(mesh)
     if build is pmax_has_no_derivative:
         return check_no_derivative(f, args)
@@ -247,7 +373,7 @@ def check(name) -> None:
             assert same_sharding(g, w), (f"{label}: gradient {i} sharded {g.sharding}, "
                                          f"jax.grad's {w.sharding}")
     if plain is not None:
-        one = jax.jit(jax.grad(plain, argnums=nums))(*args)
+        one = jax.jit(jax.grad(plain, argnums=nums))(*(np.asarray(a) for a in args))
         assert_trees_close(want, one, rtol=1e-12, atol=1e-12, what="sharded vs one device: ")
 
 

@@ -1,5 +1,6 @@
 """VJP rules of reductions and cumulative ops: reduce_sum/max/min/prod, cumsum, and the
-cumulative max/min/prod/logsumexp.
+cumulative max/min/prod/logsumexp. A reduced cotangent is broadcast back with the operand's
+sharding on an explicit-sharding mesh (``sharding_jax.sharding_of``).
 
 reduce_max and reduce_min split the cotangent evenly among the tied maxima (JAX's rule).
 cummax, cummin, cumprod and cumlogsumexp are derived, not written: JAX defines them as an
@@ -12,26 +13,29 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from funcnn.backprop import sharding_jax as sj
 from funcnn.backprop.registry import defvjp
 
 
-def expand(ct, x_shape, axes):
-    """Broadcast a reduced cotangent back over the reduced ``axes`` of ``x_shape``."""
+def expand(ct, x_shape, axes, sharding=None):
+    """Broadcast a reduced cotangent back over the reduced ``axes`` of ``x_shape`` (placed
+    by ``sharding``: the operand's on an explicit mesh, as in JAX's transpose)."""
     kept = tuple(i for i in range(len(x_shape)) if i not in axes)
-    return lax.broadcast_in_dim(ct, tuple(x_shape), kept)
+    return lax.broadcast_in_dim(ct, tuple(x_shape), kept, out_sharding=sharding)
 
 
 @defvjp("reduce_sum")
 def _reduce_sum(ct, x, *, out, axes, **_):
-    return (expand(ct, np.shape(x), axes),)
+    return (expand(ct, np.shape(x), axes, sj.sharding_of(x)),)
 
 
 @defvjp("reduce_max", "reduce_min")
 def _reduce_chooser(ct, x, *, out, axes, **_):
     shape = np.shape(x)
-    hits = (x == expand(out, shape, axes)).astype(ct.dtype)
+    sharding = sj.sharding_of(x)
+    hits = (x == expand(out, shape, axes, sharding)).astype(ct.dtype)
     counts = hits.sum(axis=axes)
-    return (expand(ct / counts, shape, axes) * hits,)
+    return (expand(ct / counts, shape, axes, sharding) * hits,)
 
 
 @defvjp("reduce_prod")
@@ -40,7 +44,7 @@ def _reduce_prod(ct, x, *, out, axes, **_):
     # move the reduced axes last, flatten them, take exclusive cumulative products both ways.
     shape = np.shape(x)
     if 0 in shape:  # no element, no cotangent (an empty product is 1, a constant)
-        return (jnp.zeros(shape, ct.dtype),)
+        return (jnp.zeros(shape, ct.dtype, out_sharding=sj.sharding_of(x)),)
     kept = [i for i in range(len(shape)) if i not in axes]
     moved = jnp.transpose(x, kept + list(axes))
     flat = moved.reshape(moved.shape[:len(kept)] + (-1,))
@@ -50,7 +54,7 @@ def _reduce_prod(ct, x, *, out, axes, **_):
                             axis=-1)
     others = (left * right).reshape(moved.shape)
     inverse = np.argsort(kept + list(axes))
-    return (expand(ct, shape, axes) * jnp.transpose(others, inverse),)
+    return (expand(ct, shape, axes, sj.sharding_of(x)) * jnp.transpose(others, inverse),)
 
 
 @defvjp("cumsum")

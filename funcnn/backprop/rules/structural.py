@@ -1,13 +1,28 @@
 """VJP rules of primitives that move, copy or cut data without arithmetic: broadcast,
 reshape, transpose, squeeze, concatenate, stack, split, tile, pad, slice, rev,
-dynamic_slice, dynamic_update_slice. Each cotangent is the transpose of a linear map."""
+dynamic_slice, dynamic_update_slice. Each cotangent is the transpose of a linear map.
+
+On an explicit-sharding mesh the values a rule builds (sums back to a broadcast operand,
+reshapes, zeros in an operand's shape) get the operand's sharding, as in JAX's transposes
+(``sharding_jax.sharding_of``; ``None``, the plain path, elsewhere)."""
 from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from funcnn.backprop import sharding_jax as sj
 from funcnn.backprop.registry import deflinear, defvjp, is_float
+
+
+def zeros_of(x, dtype):
+    """Zeros in the shape (and, on an explicit mesh, the sharding) of the primal ``x``."""
+    return jnp.zeros(np.shape(x), dtype, out_sharding=sj.sharding_of(x))
+
+
+def reshape_to(ct, x):
+    """``ct`` reshaped to the primal ``x``'s shape, with its sharding on an explicit mesh."""
+    return lax.reshape(ct, np.shape(x), out_sharding=sj.sharding_of(x))
 
 
 @defvjp("broadcast_in_dim")
@@ -16,8 +31,12 @@ def _broadcast_in_dim(ct, x, *dyn, out, shape, broadcast_dimensions, **_):
     new_axes = tuple(i for i in range(len(shape)) if i not in broadcast_dimensions)
     stretched = tuple(d for d, n in zip(broadcast_dimensions, x_shape, strict=True)
                       if n == 1 and shape[d] != 1)
-    summed = ct.sum(axis=new_axes + stretched) if new_axes or stretched else ct
-    return (summed.reshape(x_shape),) + (None,) * len(dyn)
+    if not new_axes and not stretched:
+        return (ct,) + (None,) * len(dyn)
+    unit = [i for i, d in enumerate(broadcast_dimensions) if d in stretched]
+    summed = lax.reduce_sum(ct, new_axes + stretched,
+                            out_sharding=sj.drop_dims(sj.sharding_of(x), unit))
+    return (reshape_to(summed, x),) + (None,) * len(dyn)
 
 
 @defvjp("reshape")
@@ -25,15 +44,16 @@ def _reshape(ct, x, *dyn, out, dimensions=None, **_):
     # lax.reshape(x, sizes, dimensions) reshapes transpose(x, dimensions) (jnp.reshape's
     # order="F" binds it): undo the reshape, then the transpose.
     if dimensions is None:
-        return (ct.reshape(np.shape(x)),) + (None,) * len(dyn)
+        return (reshape_to(ct, x),) + (None,) * len(dyn)
     permuted = tuple(np.shape(x)[d] for d in dimensions)
     back = tuple(int(i) for i in np.argsort(dimensions))
-    return (lax.transpose(ct.reshape(permuted), back),) + (None,) * len(dyn)
+    ct = lax.reshape(ct, permuted, out_sharding=sj.sharding_of(x, dimensions))
+    return (lax.transpose(ct, back),) + (None,) * len(dyn)
 
 
 @defvjp("squeeze", "expand_dims")
 def _squeeze(ct, x, *, out, **_):
-    return (ct.reshape(np.shape(x)),)
+    return (reshape_to(ct, x),)
 
 
 deflinear("transpose", lambda ct, permutation: lax.transpose(ct, tuple(np.argsort(permutation))))
@@ -87,7 +107,7 @@ def _slice(ct, x, *, out, start_indices, limit_indices, strides):
     x_shape = np.shape(x)
     strides = strides or (1,) * len(x_shape)
     if any(n == 0 for n in ct.shape):
-        return (jnp.zeros(x_shape, ct.dtype),)
+        return (zeros_of(x, ct.dtype),)
     config = []
     for n, s, m, t in zip(x_shape, start_indices, ct.shape, strides, strict=True):
         last = s + (m - 1) * t
@@ -107,7 +127,7 @@ def clamped_starts(starts, shape, sizes):
 @defvjp("dynamic_slice")
 def _dynamic_slice(ct, x, *starts, out, slice_sizes):
     x_shape = np.shape(x)
-    zeros = jnp.zeros(x_shape, ct.dtype)
+    zeros = zeros_of(x, ct.dtype)
     starts = clamped_starts(starts, x_shape, slice_sizes)
     return (lax.dynamic_update_slice(zeros, ct, starts),) + (None,) * len(starts)
 
@@ -117,7 +137,7 @@ def _dynamic_update_slice(ct, x, update, *starts, out, **_):
     u_shape = np.shape(update)
     starts = clamped_starts(starts, np.shape(x), u_shape)
     ct_update = lax.dynamic_slice(ct, starts, u_shape) if is_float(update) else None
-    ct_x = lax.dynamic_update_slice(ct, jnp.zeros(u_shape, ct.dtype), starts)
+    ct_x = lax.dynamic_update_slice(ct, zeros_of(update, ct.dtype), starts)
     return (ct_x, ct_update) + (None,) * len(starts)
 
 
