@@ -633,3 +633,30 @@ def test_scan_counts_read_off_the_types_match_the_declared_ones(f, x):
             pytest.skip("this JAX declares no counts to compare with")
         declared = (eqn.params["num_consts"], eqn.params["num_carry"])
         assert scan_counts_from_types(eqn, body_of(eqn)[0]) == declared
+
+
+# --- eager scans: compiled once per equation, correct for every call ------------------------
+@jax.jit
+def jitted_scan(w, xs):  # a library-style jitted function: JAX caches its jaxpr
+    def step(h, x):
+        h = jnp.tanh(w * h + x)
+        return h, h * h
+    h, ys = lax.scan(step, jnp.zeros_like(w), xs)
+    return jnp.sum(h) + jnp.sum(ys)
+
+
+def test_eager_scans_are_reused_and_right_for_each_call():
+    from funcnn.backprop.rules import control
+
+    w = jnp.array([0.5, -0.3])
+    for length in (3, 5, 3):  # a new length is a new trace of the jitted function
+        xs = jnp.linspace(-1.0, 1.0, 2 * length).reshape(length, 2)
+        for argnums in (0, 1, (0, 1)):
+            want = jax.grad(jitted_scan, argnums=argnums)(w, xs)
+            before = len(control.EAGER_SCANS)
+            assert_trees_close(backprop.grad(jitted_scan, argnums=argnums)(w, xs), want,
+                               rtol=1e-14, atol=1e-15, what=f"length {length} {argnums}: ")
+            again = len(control.EAGER_SCANS)
+            assert_trees_close(backprop.grad(jitted_scan, argnums=argnums)(w, xs), want,
+                               rtol=1e-14, atol=1e-15)
+            assert len(control.EAGER_SCANS) == again >= before  # the second call: all hits

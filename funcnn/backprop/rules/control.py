@@ -125,7 +125,48 @@ def scan_counts_from_types(eqn, jaxpr):
     return n_in - num_carry, num_carry
 
 
+# Run eagerly, a scan rule would call lax.scan with a fresh step function every time, and
+# JAX would compile that scan again on every call (seconds for jax.scipy.special.ndtri on
+# JAX 0.10). So eagerly each rule runs as one jitted function per (scan, active inputs,
+# zero cotangents), built once and kept here: an equation that comes back (inside a jitted
+# library function, whose jaxpr JAX caches) finds its compiled scan. Under a trace nothing
+# changes.
+EAGER_SCANS: dict = {}
+EAGER_SCANS_KEPT = 256
+
+
+def eager_once(name, eqn, key, build, *args):
+    """``build()(*args)``, the function jitted and kept for (``name``, this scan, ``key``)."""
+    full_key = (name, id(eqn), key)
+    hit = EAGER_SCANS.get(full_key)
+    if hit is None or hit[0] is not eqn:
+        if len(EAGER_SCANS) >= EAGER_SCANS_KEPT:
+            EAGER_SCANS.pop(next(iter(EAGER_SCANS)))
+        hit = (eqn, jax.jit(build()))  # the equation is kept, so its id stays valid
+        EAGER_SCANS[full_key] = hit
+    return hit[1](*args)
+
+
+def concrete(tree) -> bool:
+    return all(is_concrete(x) for x in jax.tree_util.tree_leaves(tree))
+
+
 def scan_forward(eqn, invals, active):
+    if not concrete(invals):
+        return traced_scan_forward(eqn, invals, active)
+    return eager_once("forward", eqn, tuple(active),
+                      lambda: lambda xs: traced_scan_forward(eqn, xs, active), invals)
+
+
+def scan_backward(eqn, stacked, invals, cts, active):
+    if not concrete((stacked, invals, cts)):
+        return traced_scan_backward(eqn, stacked, invals, cts, active)
+    return eager_once("backward", eqn, (tuple(active), tuple(c is None for c in cts)),
+                      lambda: lambda *a: traced_scan_backward(eqn, *a, active),
+                      stacked, invals, cts)
+
+
+def traced_scan_forward(eqn, invals, active):
     p = eqn.params
     jaxpr, body_consts, nc, ncar = scan_layout(eqn)
     consts, init, xs = invals[:nc], invals[nc:nc + ncar], invals[nc + ncar:]
@@ -142,7 +183,7 @@ def scan_forward(eqn, invals, active):
     return [*carry, *ys], stacked
 
 
-def scan_backward(eqn, stacked, invals, cts, active):
+def traced_scan_backward(eqn, stacked, invals, cts, active):
     p = eqn.params
     jaxpr, body_consts, nc, ncar = scan_layout(eqn)
     consts, xs = invals[:nc], invals[nc + ncar:]
