@@ -30,8 +30,23 @@ from funcnn.backprop import registry
 tables = sorted(name for name, value in vars(ad).items() if isinstance(value, dict)
                 and name.endswith(("jvps", "transposes", "linearizations")))
 names = sorted({getattr(key, "name", str(key)) for t in tables for key in getattr(ad, t)})
+try:  # JAX >= 0.11: the classes of call_hi_primitive equations, and their declared forms
+    from jax.experimental.hijax import HiPrim
+    from funcnn.backprop import hijax_jax
+    from funcnn.backprop.rules.hijax import OWN_RULES
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    hiprims = {c.__name__: sorted(hijax_jax.declared_forms(c)) + (
+        ["engine rule"] if c.__name__ in OWN_RULES else []) for c in subclasses(HiPrim)}
+except ImportError:
+    hiprims = {}
 print(json.dumps({"version": jax.__version__, "tables": tables, "names": names,
-                  "rules": sorted(set(registry.VJP_RULES) | set(registry.HIGHER_RULES))}))
+                  "rules": sorted(set(registry.VJP_RULES) | set(registry.HIGHER_RULES)),
+                  "hiprims": hiprims}))
 """
 
 
@@ -52,6 +67,8 @@ JAX_CANNOT = {
                      "function is opaque; wrap it in jax.custom_jvp / custom_vjp",
     "io_callback": "its JVP rule raises: a side-effecting host call has no derivative",
     "ffi_call": "its JVP rule raises: a foreign function is opaque without a custom rule",
+    "custom_vmap_call": "jax.custom_batching.custom_vmap: forward mode only; reverse mode "
+                        "fails in JAX ('Linearization failed to produce known values')",
 }
 
 # Nothing to differentiate: no outputs, so the backward pass never reaches them (they run in
@@ -78,17 +95,10 @@ OUT_OF_SCOPE = {
        for name in ("accum_grad_in_ref", "addupdate", "get", "swap", "new_ref", "empty_ref",
                     "free_ref", "freeze", "run_state", "box_get", "box_set", "new_box",
                     "log_extend", "log_read", "new_log")},
-    # user-declared derivative or batching rules beyond custom_jvp/custom_vjp (the lead's
-    # custom-rule work, rules/custom.py, is where they belong)
-    "custom_vmap_call": "out of scope here: jax.custom_batching.custom_vmap; JAX "
-                        "differentiates it with its custom batching rule, custom-rule work",
-    "linear_call": "out of scope here: a linear function with a user-given transpose "
-                   "(jax.custom_derivatives.linear_call), custom-rule work",
-    "remat_opt": "out of scope here: JAX's remat optimization of a custom_vjp forward "
-                 "(custom_derivatives.optimize_remat_of_custom_vjp_fwd), custom-rule work",
-    "call_hi_primitive": "out of scope here: hijax primitives carry their own rules (e.g. "
-                         "lax.custom_root in JAX 0.12), custom-rule work",
-    "call_hi_primitive_linearized": "out of scope here: hijax, as call_hi_primitive",
+    "remat_opt": "JAX-internal: the forward of a custom_vjp with optimize_remat=True binds it; "
+                 "the engine calls that forward and differentiates the bwd rule, never it",
+    "call_hi_primitive_linearized": "JAX-internal: a hijax primitive's linearization, only in "
+                                    "programs JAX's own linearize builds",
     # JAX-internal: never in the jaxpr of a user's function (only in programs JAX's own
     # autodiff or tracing machinery builds)
     "custom_lin": "JAX-internal: only inside JAX's own linearized programs",
@@ -96,16 +106,12 @@ OUT_OF_SCOPE = {
                              "engine's reduce_window_max rule does not)",
     "select_and_scatter_add": "JAX-internal: the transpose of select_and_gather_add, in "
                               "programs jax.grad built for max pooling",
-    "eval_jaxpr": "JAX-internal: a jaxpr evaluated as one primitive by JAX's staging",
     "call": "JAX-internal (JAX 0.10): core.call_p of the tracing machinery",
     "stage": "JAX-internal: stages an eager value; never in a traced jaxpr",
     "tie": "JAX-internal: orders two values for the compiler in JAX's own rules",
     "program_order": "JAX-internal (JAX 0.11): orders effects in jit lowering",
     "from_edtype": "JAX-internal: conversion out of an extended dtype (PRNG keys, ...)",
     "to_edtype": "JAX-internal: conversion into an extended dtype",
-    # not in issue #12's list; worth an issue of its own
-    "ragged_dot_general": "out of scope here: lax.ragged_dot (grouped matmul for "
-                          "mixture-of-experts) with ragged dimension numbers: its own issue",
 }
 
 # JAX differentiates these, the rule belongs in a file this change does not own: listed so
@@ -115,6 +121,14 @@ PENDING_ELSEWHERE: dict[str, str] = {}
 
 TABLES = {"JAX_CANNOT": JAX_CANNOT, "NO_OUTPUTS": NO_OUTPUTS, "OUT_OF_SCOPE": OUT_OF_SCOPE,
           "PENDING_ELSEWHERE": PENDING_ELSEWHERE}
+
+
+# Hijax classes (``call_hi_primitive``'s ``_prim``) that declare no derivative form of their
+# own the engine can honour (rules/hijax.py), and have no engine rule, with the reason.
+HIJAX_WITHOUT_RULE = {
+    "OptRemat": "JAX-internal: the rematerialized forward of a hijax custom_vjp with "
+                "optimize_remat, only in programs JAX's own differentiation builds",
+}
 
 
 def listed():
@@ -154,7 +168,18 @@ def host_sin(x):
     return jax.pure_callback(lambda v: jnp.sin(v), jax.ShapeDtypeStruct((), x.dtype), x)
 
 
-@pytest.mark.parametrize("f", [looped, host_sin], ids=["while", "pure_callback"])
+@jax.custom_batching.custom_vmap
+def batched_sin(x):
+    return jnp.sin(x)
+
+
+@batched_sin.def_vmap
+def _batched_sin_rule(axis_size, in_batched, x):
+    return jnp.sin(x), in_batched[0]
+
+
+@pytest.mark.parametrize("f", [looped, host_sin, lambda x: batched_sin(x) * x],
+                         ids=["while", "pure_callback", "custom_vmap_call"])
 def test_jax_cannot_either(f):
     from funcnn import backprop
     from funcnn.backprop.engine import MissingRuleError
@@ -163,3 +188,15 @@ def test_jax_cannot_either(f):
         jax.grad(f)(0.5)
     with pytest.raises(MissingRuleError):
         backprop.grad(f)(0.5)
+
+
+def test_every_hijax_class_declares_a_form_the_engine_honours(jax_tables):
+    """A HiPrim class whose derivative the engine cannot take (no VJP pair, JVP or transpose
+    of its own, no engine rule) would raise in a user's program: it must be listed."""
+    missing = sorted(name for name, forms in jax_tables["hiprims"].items()
+                     if not forms and name not in HIJAX_WITHOUT_RULE)
+    assert not missing, (
+        f"JAX {jax_tables['version']}: hijax classes {missing} declare their derivative only "
+        "through JAX's linearization: give them a rule in rules/hijax.py or list them here.")
+    stale = sorted(set(HIJAX_WITHOUT_RULE) & {n for n, f in jax_tables["hiprims"].items() if f})
+    assert not stale, f"{stale} now declare a form the engine honours: remove them here"
