@@ -185,9 +185,9 @@ def train(model, data, *, epochs, batch_size, learning_rate=None, momentum=0.0,
         drop_last: drop each epoch's last partial batch.
         checkpoint: a ``.npz`` path written atomically after every epoch.
         resume: a checkpoint to continue from (its shapes must fit the model).
-        data_parallel: shard each batch across ``mesh`` (default all devices) and replicate
-            the parameters; the batch size must divide evenly, and a last batch that does not
-            is dropped.
+        data_parallel: shard each batch across ``mesh``'s ``"data"`` axis (default mesh: all
+            devices) and replicate the parameters; the batch size must divide evenly over that
+            axis, and a last batch that does not is dropped.
         progress: a tqdm bar (``None``: only when stderr is a terminal).
         callback: called with each epoch's history record.
 
@@ -219,7 +219,9 @@ def train(model, data, *, epochs, batch_size, learning_rate=None, momentum=0.0,
         step = _step_for(model.loss, opt, spec, backprop, mesh)
         params, opt_state = parallel.replicate((params, opt_state), mesh)
         x_test, y_test = parallel.replicate((x_test, y_test), mesh)
-        drop_last = drop_last or (n % batch_size) % mesh.devices.size != 0
+        # the batch splits over the "data" axis only: a last batch that axis cannot divide
+        drop_last = drop_last or (n % batch_size) % parallel.axis_size(
+            mesh, parallel.DATA, "train(data_parallel=True)") != 0
     else:
         step = _step_for(model.loss, opt, spec, backprop, None)
 

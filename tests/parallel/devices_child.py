@@ -193,11 +193,27 @@ def error_cases(out):
          mesh_too_big=error(lambda: parallel.make_mesh({"data": 4, "model": 4})))
 
 
+def train_last_batch_case(out):
+    """On a {"data": 4, "model": 2} mesh the batch splits over the 4 data devices: a last
+    batch of 4 examples is kept (it divides 4, though not the 8 devices)."""
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(100, 64)), rng.integers(0, 10, 100)
+    ds = data.Dataset(x[:68], y[:68], x[68:], y[68:], "random", 10)  # 68 = 2 * 32 + 4
+    model = models.mlp(64, hidden=(16,), num_classes=10)
+    kw = dict(epochs=1, batch_size=32, learning_rate=0.1, backprop="hand")
+    one = train(model, ds, **kw)
+    mesh = parallel.make_mesh({"data": 4, "model": 2})
+    split = train(model, ds, data_parallel=True, mesh=mesh, **kw)
+    save(out, "train-last-batch", one=one.params, split=split.params)
+    emit("train-last-batch", epochs=len(split.history))
+
+
 def main(out):
     out = Path(out)
     assert len(jax.devices()) == 8, jax.devices()
     jobs = {"references": lambda: reference_cases(out),
             "train-data-parallel": lambda: train_data_parallel_case(out),
+            "train-last-batch": lambda: train_last_batch_case(out),
             "errors": lambda: error_cases(out)}
     for c in CASES:
         jobs[f"{c[0]}-{c[1]}"] = lambda c=c: layout_case(out, *c)

@@ -151,6 +151,11 @@ def test_train_data_parallel_equals_one_device(child):
     assert record["all_reduce"]  # the partitioner inserted the cross-device sum
 
 
+def test_train_keeps_a_last_batch_the_data_axis_divides(child):
+    _, arrays = case(child, "train-last-batch")  # 3 steps each, the last on 4 examples
+    assert_trees_close(tree(arrays, "split"), tree(arrays, "one"), **TOL)
+
+
 def test_errors_name_what_was_expected_and_what_came(child):
     record, _ = case(child, "errors")
     for key in ("step_batch", "loss_batch"):
