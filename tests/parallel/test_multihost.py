@@ -33,6 +33,9 @@ TOL = dict(rtol=1e-12, atol=1e-13)
 CASES = ["fsdp-hand", "fsdp-jax", "2d-hand", "2d-jax"]
 
 
+PORT_TAKEN = "Address already in use"
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -84,7 +87,10 @@ def launch(out, count, timeout, only=None):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("multihost")
-    codes, logs, pids, timed_out = launch(out, 2, timeout=120)
+    for _attempt in range(3):  # the free port can be taken between free_port() and the bind
+        codes, logs, pids, timed_out = launch(out, 2, timeout=120)
+        if not any(PORT_TAKEN in text for text in logs):
+            break
     tails = "\n".join(f"--- process {i} ---\n{text[-2500:]}" for i, text in enumerate(logs))
     assert not timed_out and codes == [0, 0], f"return codes {codes}\n{tails}"
     reports = [json.loads(line) for text in logs for line in text.splitlines()
