@@ -14,8 +14,10 @@ Tolerances. Each case entry has ``tolerance: {rtol, atol}`` and every compared k
 
 with ``atol_key`` the key's ``atol`` (or the case's ``atol`` where a key has none). ``rtol``
 comes from the dtype and the case's depth (``oracle.tolerance``: float64 1e-10 / 1e-9,
-float32 1e-4 / 1e-3); ``atol_key = max(atol, rtol * max|golden key|, 256 eps * max|golden
-group|)``: relative to the key's own scale, with a floor for arrays whose true value is 0.
+float32 1e-4 / 1e-3), times the condition number ``config["kappa"]`` of a conditioned case
+(linear algebra; the entry's ``tolerance.kappa`` repeats it); ``atol_key = max(atol, rtol *
+max|golden key|, 256 eps * max|golden group|)``: relative to the key's own scale, with a
+floor for arrays whose true value is 0.
 """
 from __future__ import annotations
 

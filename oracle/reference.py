@@ -200,7 +200,7 @@ def check_case(case, **kwargs):
     if dtype != case.dtype:
         ct, params, inputs = (to_dtype(t, np.float64) for t in (ct, params, inputs))
     opts = dict(cotangent=ct, kinks=b.kinks, name=case.name,
-                rtol=rtol_for(dtype, case.depth), step_scale=b.step_scale)
+                rtol=rtol_for(dtype, case.depth, case.kappa), step_scale=b.step_scale)
     if b.convention is not None:
         opts["kink_grads"] = {k: CONVENTIONS[b.convention] for k in b.kinks}
     opts.update(kwargs)

@@ -53,6 +53,24 @@ values themselves). Measured on every case (``tests/oracle/test_low_precision.py
 sample under half): funcnn's engine computing in float16 uses at most 28% of the budget
 (log_softmax), in bfloat16 17% (softmax on large logits).
 
+Conditioned cases (``oracle.cases.linalg``; ``fft`` and ``top_k`` name ``kappa = 1``). A case
+whose config names a condition number ``kappa`` gets ``rtol = RTOL[dtype][depth] * kappa``:
+a backward-stable solve, factorization or eigensolver errs by about ``kappa * eps`` relative
+to the matrix's scale (Higham, "Accuracy and Stability of Numerical Algorithms", 2nd ed.,
+ch. 7 and 10), and so do the gradients built from it (``dA = -A^-T v x^T`` holds two solves),
+so multiplying by ``kappa`` keeps the margin a plain layer has over its rounding. What kappa
+is depends on the case (``config["kappa_is"]``): ``sigma_max / sigma_min`` for solve,
+Cholesky and the log-determinant; ``max |value| / min gap`` for the singular values and eigh,
+whose gradients go through the singular vectors (eigenvectors). ``KAPPA_MAX = 100`` bounds it:
+the float32 rtol is then ``1e-2``, still far below a planted bug's error. Measured on every
+such case: funcnn's engine, the NumPy reference and the PyTorch consumer computing in float32
+use at most 0.15% of the budget (eigh; the float32 error grows from 1.0e-7 to 1.5e-6 of the
+scale from ``linalg.solve``, kappa 10, to ``linalg.solve.kappa100``), in float64 they stay
+within 3e-15 of the scale, and every planted bug of ``tests/oracle/test_linalg_mutations.py``
+exceeds the tolerance by at least 97 times in float32 (the transposed solve gradient at kappa
+100) and 9.7e7 in float64. XLA on the CPU has no float16 / bfloat16 LAPACK or FFT kernels, so
+those cases' budgets (``LOW_ULPS * eps * kappa``) are not measured against an implementation.
+
 ``check_grads`` uses the same ``rtol`` (default: the ``deep`` one of the gradient's dtype) as
 its budget for the rounding of the gradient under test, added to the finite-difference error
 estimate (see ``oracle.check``).
@@ -69,18 +87,27 @@ RTOL = {
     **{d: {depth: n * EPS[d] for depth, n in LOW_ULPS.items()} for d in ("float16", "bfloat16")},
 }
 
+# The largest condition number a case may name (conditioned cases, above).
+KAPPA_MAX = 100.0
+
 ATOL_FLOOR = {"float64": 1e-13, "float32": 1e-7, "float16": 1e-5, "bfloat16": 1e-4}
 
 
-def rtol_for(dtype: str, depth: str = "deep") -> float:
+def rtol_for(dtype: str, depth: str = "deep", kappa: float = 1.0) -> float:
     """The rtol for arrays of ``dtype`` ('float64', 'float32', 'float16', 'bfloat16') in a
-    case of ``depth``."""
+    case of ``depth`` and condition number ``kappa`` (``config["kappa"]``; 1 for a case that
+    names none): ``RTOL[dtype][depth] * kappa`` (see "Conditioned cases" above)."""
     table = RTOL.get(str(dtype))
     if table is None:
         raise ValueError(f"no tolerance for dtype {dtype!r}; expected one of {sorted(RTOL)}")
     if depth not in table:
         raise ValueError(f"unknown depth {depth!r}; expected 'shallow' or 'deep'")
-    return table[depth]
+    if not 1.0 <= kappa <= KAPPA_MAX:
+        widest = RTOL["float32"]["shallow"] * KAPPA_MAX
+        raise ValueError(f"condition number kappa = {kappa!r}: expected 1 <= kappa <= "
+                         f"{KAPPA_MAX:g} (a float32 rtol above {widest:g} would no longer "
+                         "tell a planted bug from rounding)")
+    return table[depth] * kappa
 
 
 # Rounding noise in an array whose true value is (nearly) 0 is relative to the other arrays of

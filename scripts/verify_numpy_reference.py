@@ -14,8 +14,10 @@ Implemented here, forward and backward by hand: every activation (sigmoid, relu,
 tanh, softplus, gelu, leaky_relu, softmax, log_softmax, abs; also on large-magnitude inputs),
 every loss (cross-entropy with integer labels and with soft targets, binary cross-entropy from
 logits, mean squared error, L2 penalty), the dense layer, the
-mlp model with its per-layer probes, linear regression, the notes' sigmoid neuron and the SGD
-training trajectory. Everything else is skipped, and the script says so.
+mlp model with its per-layer probes, linear regression, the notes' sigmoid neuron, the SGD
+training trajectory, and (in ``numpy_linalg.py``, next to this file) the linear-algebra cases
+(solve, Cholesky, log-determinant, singular values, eigh), the FFT filter and the top_k
+router. Everything else is skipped, and the script says so.
 
 Usage:
     python -m oracle export golden/
@@ -27,12 +29,25 @@ cases in float32 (their storage dtype: NumPy has no bfloat16).
 """
 import argparse
 import fnmatch
+import importlib.util
 import json
 import math
 import sys
 from pathlib import Path
 
 import numpy as np
+
+
+def _load_sibling(name):
+    """The module ``name``.py next to this file (without putting scripts/ on sys.path)."""
+    path = Path(__file__).resolve().with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+linalg = _load_sibling("numpy_linalg")  # linear algebra, FFT and top_k, by hand
 
 # ----------------------------------------------------------------------------- activations
 # At the points where a derivative does not exist, the golden files follow the conventions
@@ -351,6 +366,7 @@ HANDLERS = [
     ("model.linear_regression.*", run_model),
     ("example.notes_sigmoid_neuron.*", run_notes),
     ("training.mlp_sgd.*", run_training),
+    *linalg.HANDLERS,
 ]
 
 

@@ -215,8 +215,41 @@ def training(entry, p, i, probes):
     return out
 
 
+def linalg(entry, p, i, probes):
+    kind = entry["name"].split(".")[1]
+    if kind == "solve":
+        return {"x": torch.linalg.solve(i["a"], i["b"])}
+    if kind == "cholesky":
+        return {"l": fn.cholesky(i["a"])}
+    if kind == "logdet":
+        sign, logabsdet = fn.slogdet(i["a"])
+        return {"logabsdet": logabsdet, "sign": sign}
+    if kind == "svdvals":
+        return {"s": fn.svdvals(i["a"])}
+    if kind == "eigh":
+        w, v = fn.eigh(i["a"])
+        return {"eigenvalues": w, "overlaps": (v.mT @ i["c"]) ** 2}  # sign-invariant
+    raise KeyError(entry["name"])
+
+
+def fft(entry, p, i, probes):
+    n = entry["config"]["n"]
+    spectrum = fn.rfft(i["x"])
+    y = fn.irfft(spectrum * torch.complex(p["w_re"], p["w_im"]), n)
+    return {"y": y, "power": spectrum.abs() ** 2 / n}
+
+
+def top_k(entry, p, i, probes):
+    x = i["x"]
+    top, idx = fn.top_k(x @ p["w_router"], entry["config"]["k"])
+    gates = torch.softmax(top, dim=-1)
+    chosen = p["w_experts"][idx]  # [tokens, k, features, out]
+    return {"y": torch.einsum("tk,tf,tkfo->to", gates, x, chosen), "gates": gates}
+
+
 FAMILIES = {"activation": activation, "loss": loss, "layer": layer, "model": model,
-            "example": example, "training": training}
+            "example": example, "training": training, "linalg": linalg, "fft": fft,
+            "top_k": top_k}
 
 
 def answer(entry, arrays) -> dict:

@@ -255,3 +255,40 @@ def positions(e, table):
 
 def sgd_minibatch_rows(k, batch_size, steps):
     return slice(k * batch_size, (k + 1) * batch_size)
+
+
+# ----------------------------------------------------------------------------- linalg, fft, top_k
+
+def symmetrized(a):
+    """The cases' symmetric input convention: f(A) = g((A + A^T) / 2)."""
+    return (a + a.mT) / 2
+
+
+def cholesky(a):
+    return torch.linalg.cholesky(symmetrized(a))
+
+
+def slogdet(a):
+    """(sign, log|det a|): torch.logdet would be nan for det < 0."""
+    return torch.linalg.slogdet(a)
+
+
+def svdvals(a):
+    return torch.linalg.svdvals(a)
+
+
+def eigh(a):
+    """(ascending eigenvalues, eigenvectors as columns) of the symmetrized input."""
+    return torch.linalg.eigh(symmetrized(a))
+
+
+def rfft(x):
+    return torch.fft.rfft(x, dim=-1)  # norm="backward": no scaling forward
+
+
+def irfft(z, n):
+    return torch.fft.irfft(z, n=n, dim=-1)
+
+
+def top_k(logits, k):
+    return torch.topk(logits, k, dim=-1, sorted=True)

@@ -110,7 +110,17 @@ class _HandDense(torch.autograd.Function):
         return g @ w.T, dw, db, None
 
 
-_CONV, _GATES = fn.conv2d, fn.lstm_gates
+def _logdet_through_det(a):
+    """torch.logdet: nan where det < 0."""
+    return torch.sign(torch.det(a)), torch.logdet(a)
+
+
+def _eigenvectors_as_rows(a):
+    w, v = _EIGH(a)
+    return w, v.mT
+
+
+_CONV, _GATES, _EIGH = fn.conv2d, fn.lstm_gates, fn.eigh
 
 MUTANTS = {
     "softmax_without_max_subtraction": Mutant(
@@ -187,6 +197,19 @@ MUTANTS = {
         {"sgd_minibatch_rows": lambda k, n, steps: slice((steps - 1 - k) * n,
                                                          (steps - k) * n)},
         "training.mlp_sgd.f64", None, "trajectory/0/loss"),
+    "logdet_of_a_negative_determinant": Mutant(
+        {"slogdet": _logdet_through_det}, "linalg.logdet.f64", None, "outputs/logabsdet"),
+    "cholesky_upper_factor": Mutant(
+        {"cholesky": lambda a: torch.linalg.cholesky(fn.symmetrized(a), upper=True)},
+        "linalg.cholesky.f64", None, "outputs/l"),
+    "eigenvectors_read_as_rows": Mutant(
+        {"eigh": _eigenvectors_as_rows}, "linalg.eigh.f64", None, "outputs/overlaps"),
+    "singular_values_ascending": Mutant(
+        {"svdvals": lambda a: torch.linalg.svdvals(a).flip(-1)}, "linalg.svdvals.f32", None,
+        "outputs/s"),
+    "rfft_with_orthonormal_scaling": Mutant(
+        {"rfft": lambda x: torch.fft.rfft(x, dim=-1, norm="ortho")}, "fft.rfft_filter.f64",
+        None, "outputs/power"),
 }
 
 

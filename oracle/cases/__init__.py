@@ -1,6 +1,8 @@
 """The registry of reference cases: every activation (and kink), loss, layer kind with its
-variants, the models with per-layer probes, the notes' example and a training trajectory,
-each in float64 and float32 (and, when asked for, float16 and bfloat16).
+variants, the models with per-layer probes, the notes' example, a training trajectory, the
+linear-algebra family (solve, Cholesky, log-determinant, singular values, eigh: their
+conditioning in the config), an FFT filter and a top_k router, each in float64 and float32
+(and, when asked for, float16 and bfloat16).
 
 Names are lowercase and dot-separated, from general to specific, ending in the dtype:
 ``layer.conv2d.stride2_same.f32``.
@@ -15,11 +17,21 @@ Use from another project's pytest suite:
 """
 import fnmatch
 
-from oracle.cases import activations, examples, layers, losses, models, training
+from oracle.cases import (
+    activations,
+    examples,
+    fft,
+    layers,
+    linalg,
+    losses,
+    models,
+    top_k,
+    training,
+)
 from oracle.cases.base import DEFAULT_DTYPES, DTYPES, LOW_PRECISION, Case, Spec
 
 SPECS = (activations.SPECS + losses.SPECS + layers.SPECS + models.SPECS + examples.SPECS
-         + training.SPECS)
+         + training.SPECS + linalg.SPECS + fft.SPECS + top_k.SPECS)
 
 _names = [s.base for s in SPECS]
 assert len(set(_names)) == len(_names), "duplicate case names"

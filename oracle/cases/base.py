@@ -43,7 +43,7 @@ def numpy_dtype(name: str):
         import ml_dtypes
         return np.dtype(ml_dtypes.bfloat16)
     return np.dtype(name)
-KINDS = ("activation", "loss", "layer", "model", "training", "example")
+KINDS = ("activation", "loss", "layer", "model", "training", "example", "linalg", "fft", "top_k")
 
 
 @dataclass
@@ -147,9 +147,17 @@ class Case:
         return self.built.probes
 
     @property
+    def kappa(self) -> float:
+        """The case's condition number (``config["kappa"]``, 1 where it names none)."""
+        return float(self.config.get("kappa", 1.0))
+
+    @property
     def tolerance(self) -> dict:
-        """``{"rtol", "atol"}``: the defaults ``verify`` applies (``oracle.tolerance``)."""
-        return {"rtol": rtol_for(self.dtype, self.depth), "atol": ATOL_FLOOR[self.dtype]}
+        """``{"rtol", "atol"}`` (and ``"kappa"`` where the config names one): the defaults
+        ``verify`` applies (``oracle.tolerance``)."""
+        tol = {"rtol": rtol_for(self.dtype, self.depth, self.kappa),
+               "atol": ATOL_FLOOR[self.dtype]}
+        return tol | ({"kappa": self.kappa} if "kappa" in self.config else {})
 
     @property
     def probe_graph(self) -> dict:

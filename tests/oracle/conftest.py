@@ -13,7 +13,7 @@ from oracle.golden import export
 ROOT = Path(__file__).resolve().parents[2]
 PATTERNS = ("activation.*", "loss.*", "layer.dense.*", "model.mlp.*", "model.linear_regression.*",
             "example.*", "training.*", "layer.conv2d.*", "layer.elman_rnn.*",
-            "layer.avg_pool.*", "layer.embedding.*")
+            "layer.avg_pool.*", "layer.embedding.*", "linalg.*", "fft.*", "top_k.*")
 
 
 def load_script():

@@ -29,7 +29,8 @@ def test_names_kinds_and_dtypes():
         assert c.name.split(".")[0] == c.kind
         json.dumps(c.config)  # every hyperparameter is plain JSON
     kinds = {c.kind for c in ALL}
-    assert kinds == {"activation", "loss", "layer", "model", "training", "example"}
+    assert kinds == {"activation", "loss", "layer", "model", "training", "example", "linalg",
+                     "fft", "top_k"}
     assert len(ALL) == 2 * len(oracle.cases.SPECS)
 
 
@@ -46,7 +47,9 @@ def test_names_kinds_and_dtypes():
     "loss.binary_cross_entropy", "loss.binary_cross_entropy.large_logits",
     "layer.conv2d.stride2_same_even", "layer.max_pool.window3_stride2_same_even",
     "layer.avg_pool.window3_stride2_same_even", "layer.elman_rnn.long",
-    "layer.embedding.repeated", "model.cnn.zero_background"])
+    "layer.embedding.repeated", "model.cnn.zero_background", "linalg.solve",
+    "linalg.solve.kappa100", "linalg.cholesky", "linalg.logdet", "linalg.svdvals", "linalg.eigh",
+    "fft.rfft_filter", "top_k.moe_router"])
 def test_required_cases_exist(needed):
     assert oracle.cases.get(f"{needed}.f64").dtype == "float64"
     assert oracle.cases.get(f"{needed}.f32").dtype == "float32"
@@ -89,7 +92,9 @@ def test_labels_and_ids_stay_integer():
                                   "layer.gru.f64", "model.mlp.f32", "model.rnn.f64",
                                   "example.notes_sigmoid_neuron.f32", "training.mlp_sgd.f64",
                                   "activation.softmax.large_logits.f32",
-                                  "model.cnn.zero_background.f64")],
+                                  "model.cnn.zero_background.f64", "linalg.eigh.f32",
+                                  "linalg.cholesky.f64", "fft.rfft_filter.f32",
+                                  "top_k.moe_router.f64")],
     ids=str)
 def test_case_agrees_three_ways(case):
     report = case.check()

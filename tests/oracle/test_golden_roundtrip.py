@@ -70,7 +70,8 @@ def test_funcnn_in_float32_passes_within_a_small_part_of_the_budget(golden, tmp_
 def test_export_is_deterministic(tmp_path):
     """Two exports of one case of every kind give the same bytes, manifest included."""
     names = ["activation.relu.kink.f32", "loss.cross_entropy.f64", "layer.conv2d.groups2.f64",
-             "model.mlp.f32", "training.mlp_sgd.f64", "example.notes_sigmoid_neuron.f64"]
+             "model.mlp.f32", "training.mlp_sgd.f64", "example.notes_sigmoid_neuron.f64",
+             "linalg.eigh.f32", "fft.rfft_filter.f64", "top_k.moe_router.f32"]
     cases = [oracle.cases.get(n) for n in names]
     export(tmp_path / "a", cases)
     export(tmp_path / "b", cases)

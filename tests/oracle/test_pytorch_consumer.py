@@ -33,7 +33,7 @@ def test_pytorch_answers_every_case(every_case, tmp_path, capsys):
     done = torch_answer.run(every_case, tmp_path, log=lambda line: None)
     assert len(done) == len(oracle.cases.all()) + len(LOW)
     assert {n.split(".")[0] for n in done} == {"activation", "loss", "layer", "model",
-                                               "training", "example"}
+                                               "training", "example", "linalg", "fft", "top_k"}
     report = tmp_path / "report.json"
     assert main(["verify", str(every_case), str(tmp_path), "--json", str(report)]) == 0, \
         capsys.readouterr().out[-3000:]
