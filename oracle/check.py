@@ -64,10 +64,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from oracle import finite_diff
-from oracle.report import LeafReport, PairResult, Report
+from oracle.leaf_compare import kink_report, leaf_report
+from oracle.report import Report
 from oracle.tolerance import rtol_for
+from oracle.your_vjp import NotAJaxFunction, trace_shapes, yours  # noqa: F401 (re-exported)
 
-SAFETY = 4.0
 FLOOR_ULPS = 256.0
 _CACHE: dict = {}
 
@@ -140,24 +141,6 @@ def _functions(f, treedef, diff_mask):
     return fns
 
 
-def _pair(name, a, b, tol, labels, mask=None) -> PairResult:
-    a, b, tol = (np.asarray(v, np.float64).reshape(-1) for v in (a, b, tol))
-    keep = np.ones(a.shape, bool) if mask is None else np.asarray(mask).reshape(-1)
-    if not keep.any():
-        return PairResult(name, 0, 0.0, 0.0, "-", 0.0, 0.0, 0.0, True)
-    diff = np.abs(a - b)
-    diff = np.where(np.isnan(diff), np.inf, diff)
-    denom = np.maximum(np.abs(a), np.abs(b))
-    rel = np.where(diff == 0, 0.0, diff / np.where(denom > 0, denom, 1.0))
-    ratio = np.where(keep, np.where(tol > 0, diff / np.where(tol > 0, tol, 1.0),
-                                    np.where(diff > 0, np.inf, 0.0)), -1.0)
-    w = int(np.argmax(ratio))
-    ok = bool(np.all(np.where(keep, diff <= tol, True)))
-    return PairResult(name, int(keep.sum()), float(np.max(np.where(keep, diff, 0))),
-                      float(np.max(np.where(keep, rel, 0))), str(labels[w]), float(a[w]),
-                      float(b[w]), float(tol[w]), ok)
-
-
 def _path(names, path) -> str:
     return "/".join([names[path[0].idx]] + [_key_name(k) for k in path[1:]])
 
@@ -223,14 +206,14 @@ def check_grads(f, *args, argnums=0, vjp=None, cotangent=None, seed=0, max_coord
     with ctx:
         diff = [jnp.asarray(v) for v, m in zip(values, diff_mask, strict=True) if m]
         fixed = [jnp.asarray(v) for v, m in zip(values, diff_mask, strict=True) if not m]
-        out_shape = _trace_shapes(f, jax.tree_util.tree_unflatten(
+        out_shape = trace_shapes(f, jax.tree_util.tree_unflatten(
             treedef, _merge(diff, fixed, diff_mask)))
         ct = _cotangent(out_shape, cotangent, seed)
         grads, error = vjp_both(grads_fn, diff, fixed, ct, engine)
         report.errors += error
         if vjp is not None:
-            yours, error = _yours(vjp, args, argnums, nums, ct, paths, values, diff_mask)
-            grads["yours"] = yours
+            mine, error = yours(vjp, args, argnums, nums, ct, paths, values, diff_mask)
+            grads["yours"] = mine
             report.errors += error
     fd = _finite_differences(stencil_fn, values, diff_mask, ct, seed, max_coords,
                              num_directions, kinks, step_scale)
@@ -246,41 +229,13 @@ def check_grads(f, *args, argnums=0, vjp=None, cotangent=None, seed=0, max_coord
     for i, (path, x) in enumerate(zip(diff_paths, diff_values, strict=True)):
         budget = rtol if rtol is not None else rtol_for(str(x.dtype))
         floor = FLOOR_ULPS * float(np.finfo(x.dtype).eps) * overall
-        report.leaves.append(_leaf_report(path, x, i, grads, fd, budget, floor, points))
+        report.leaves.append(leaf_report(path, x, i, grads, fd, budget, floor, points))
         if kink_grads:
-            leaf = _kink_report(path, x, i, grads, ct, kink_grads, budget, floor)
+            leaf = kink_report(path, x, i, grads, ct, kink_grads, budget, floor)
             if leaf is not None:
                 report.leaves.append(leaf)
     report.seconds = time.perf_counter() - start
     return report
-
-
-class NotAJaxFunction(TypeError):
-    """``check_grads`` was given a function that cannot be traced by JAX."""
-
-
-NOT_JAX = ("check_grads needs f to be a JAX function (jax.numpy / lax), because funcnn's "
-           "engine, jax.vjp and the finite differences all trace it; calling {name} on traced "
-           "arrays raised {error}. To check a NumPy, PyTorch or other implementation: pass "
-           "its backward pass as vjp=my_vjp (called with NumPy arrays: my_vjp(*args, "
-           "cotangent) -> cotangents) and give a JAX version of the forward as f; or wrap "
-           "your forward (and backward) with jax.pure_callback inside a jax.custom_vjp, so "
-           "that JAX can call them. To check results files instead, see `python -m oracle "
-           "verify` (docs/oracle-format.md).")
-
-
-def _trace_shapes(f, args):
-    """``jax.eval_shape`` of f on args; a function that is not JAX-traceable (it calls
-    ``np.asarray`` or a torch op on its input) raises ``NotAJaxFunction`` saying what to do."""
-    try:
-        return jax.eval_shape(lambda *a: f(*a), *args)
-    except Exception as err:
-        text = f"{type(err).__name__}: {err}"
-        if "Tracer" not in text and not isinstance(err, jax.errors.ConcretizationTypeError):
-            raise
-        first = text.splitlines()[0][:300]
-        raise NotAJaxFunction(NOT_JAX.format(name=getattr(f, "__name__", "f"), error=first)) \
-            from err
 
 
 def vjp_both(grads_fn, diff, fixed, ct, engine=True):
@@ -301,55 +256,6 @@ def vjp_both(grads_fn, diff, fixed, ct, engine=True):
     for side, (_, g) in res.items():
         grads[side] = [np.asarray(x) for x in g]
     return grads, errors
-
-
-def _yours(vjp, args, argnums, nums, ct, paths, values, diff_mask):
-    """([your gradient leaf or None per differentiated leaf], [error messages])."""
-    n_diff = sum(diff_mask)
-    ct_np = jax.tree_util.tree_map(np.asarray, ct)
-    try:
-        out = vjp(*args, ct_np)
-    except Exception as err:  # the report names it; it is not a crash of the oracle
-        return [None] * n_diff, [f"yours: vjp raised {type(err).__name__}: {err}"]
-    if isinstance(argnums, int):
-        per_arg = {argnums: out}
-    elif isinstance(out, tuple | list) and len(out) == len(nums):
-        per_arg = dict(zip(nums, out, strict=True))
-    else:
-        got = f"a {type(out).__name__} of length {len(out)}" if isinstance(
-            out, tuple | list) else f"a {type(out).__name__}"
-        return [None] * n_diff, [f"yours: vjp returned {got}; expected a tuple of {len(nums)} "
-                                 f"cotangents, one per entry of argnums={tuple(nums)}"]
-    leaves, errors, k = [], [], 0
-    for j, arg in enumerate(args):
-        treedef = jax.tree_util.tree_structure(arg)
-        mine = None
-        if j in per_arg:
-            try:
-                mine = treedef.flatten_up_to(per_arg[j])
-            except Exception as err:
-                errors.append(f"yours: the cotangent of argument {j} does not have its "
-                              f"structure ({err})")
-        for leaf_i in range(treedef.num_leaves):
-            if diff_mask[k]:
-                g = None if mine is None else mine[leaf_i]
-                x = np.asarray(values[k])
-                if mine is not None and g is None:
-                    errors.append(f"yours: no cotangent for {paths[k]}")
-                elif g is not None:
-                    try:
-                        g = np.asarray(g, np.float64)
-                    except Exception as err:
-                        errors.append(f"yours: {paths[k]}: not an array "
-                                      f"({type(err).__name__}: {err})")
-                        g = None
-                    if g is not None and g.shape != x.shape:
-                        errors.append(f"yours: {paths[k]}: cotangent of shape {g.shape}, the "
-                                      f"argument has shape {x.shape}")
-                        g = None
-                leaves.append(g)
-            k += 1
-    return leaves, errors
 
 
 def _merge(diff, fixed, diff_mask):
@@ -409,72 +315,3 @@ def _finite_differences(stencil_fn, values, diff_mask, ct, seed, max_coords, num
     return results
 
 
-def _kink_report(path, x, i, grads, ct, kink_grads, budget, floor):
-    """Engine and jax against the declared derivative at the entries of x on a kink; None
-    where x has none. The output cotangent paired with x is the one of x's shape."""
-    x64 = np.asarray(x, np.float64)
-    on = np.isin(x64, list(kink_grads))
-    cts = [np.asarray(c, np.float64) for c in jax.tree_util.tree_leaves(ct)
-           if np.shape(c) == x.shape]
-    if not on.any() or len(cts) != 1:
-        return None
-    want = cts[0][on] * np.array([kink_grads[v] for v in x64[on]])
-    labels = [str(tuple(int(j) for j in idx)) for idx in np.argwhere(on)]
-    declared = sorted(set(kink_grads.values()))
-    leaf = LeafReport(f"{path} at kinks", (int(on.sum()),), str(x.dtype),
-                      f"declared {declared[0] if len(declared) == 1 else declared}")
-    tol = budget * np.abs(want) + floor + np.finfo(x.dtype).eps * np.abs(cts[0][on])
-    for side in ("engine", "jax", "yours"):
-        if side in grads and grads[side][i] is not None:
-            got = np.asarray(grads[side][i], np.float64)[on]
-            leaf.pairs.append(_pair(f"{side} vs declared", got, want, tol, labels))
-    if not leaf.ok:
-        leaf.note = ("the gradient at a kink is not the declared convention "
-                     "(oracle.conventions)")
-    return leaf
-
-
-def _leaf_report(path, x, i, grads, fd, budget, floor, points=()) -> LeafReport:
-    g = {side: grads[side][i] for side in grads if grads[side][i] is not None}
-    leaf = LeafReport(path, tuple(x.shape), str(x.dtype), "engine vs jax only")
-    flat_labels = [tuple(int(j) for j in np.unravel_index(k, x.shape)) for k in range(x.size)]
-
-    def versus(a_side, b_side, mask=None):
-        b = np.asarray(g[b_side], np.float64)
-        tol = budget * (np.abs(b) + np.max(np.abs(b), initial=0.0)) + floor
-        leaf.pairs.append(_pair(f"{a_side} vs {b_side}", g[a_side], b, tol, flat_labels, mask))
-
-    if "engine" in g and "jax" in g:
-        versus("engine", "jax")
-    # entries with no derivative: on a declared kink, or a coordinate where fd found one
-    kinked = np.isin(np.asarray(x, np.float64).reshape(-1), points) if points else \
-        np.zeros(x.size, bool)
-    if fd is not None and fd[i][0].coordinatewise:
-        kinked = kinked | ~fd[i][1].smooth
-    if fd is not None:
-        dirs, est, no_deriv = fd[i]
-        leaf.mode = f"{len(dirs.h)} {'coordinates' if dirs.coordinatewise else 'directions'}"
-        leaf.no_derivative = [str(lab) for lab, nd in zip(dirs.labels, no_deriv, strict=True)
-                              if nd]
-    sides = [side for side in ("engine", "jax") if side in g]
-    for side in sides + (["yours"] if "yours" in g else []):
-        if side == "yours":
-            for other in sides:
-                versus("yours", other, ~kinked)
-        if fd is None:
-            continue
-        gf = np.asarray(g[side], np.float64).reshape(-1)
-        a = dirs.u @ gf  # <u_d, J^T v>
-        if dirs.coordinatewise:
-            scale = np.full(a.shape, np.max(np.abs(gf), initial=0.0))
-        else:
-            scale = np.abs(dirs.u) @ np.abs(gf)
-        tol = SAFETY * est.err + budget * (np.abs(est.deriv) + scale) + floor
-        leaf.pairs.append(_pair(f"{side} vs fd", a, est.deriv, tol, dirs.labels, ~no_deriv))
-    if fd is not None and leaf.no_derivative and len(leaf.no_derivative) == len(dirs.h):
-        leaf.note = "every checked entry is at a point with no derivative"
-    theirs = [p for p in leaf.pairs if not p.pair.startswith("yours")]
-    if theirs and all(p.ok for p in theirs) and not leaf.ok:
-        others = ", ".join(p.replace("yours vs ", "") for p in leaf.failed_pairs)
-        leaf.note = f"your vjp disagrees with {others}, which agree: the bug is in your vjp"
-    return leaf
