@@ -16,7 +16,7 @@ from jax import lax
 from jax.extend import core as jcore
 from jax.extend import source_info_util
 
-from funcnn.backprop.registry import HIGHER_RULES, VJP_RULES, is_float
+from funcnn.backprop.registry import HIGHER_RULES, NO_RULE_BECAUSE, VJP_RULES, is_float
 
 Literal = jcore.Literal
 Var = jcore.Var
@@ -75,11 +75,7 @@ def run_higher(fn, eqn, *args):
 
 def missing_rule(eqn) -> MissingRuleError:
     name = eqn.primitive.name
-    hint = ""
-    if name == "while":
-        hint = (" A while_loop has no reverse-mode derivative (its trip count is not known "
-                "ahead); use lax.scan, or lax.fori_loop with static bounds, which lowers to "
-                "scan.")
+    hint = f" {NO_RULE_BECAUSE[name]}" if name in NO_RULE_BECAUSE else ""
     return MissingRuleError(
         f"funcnn.backprop has no VJP rule for primitive '{name}', produced at {where(eqn)}."
         f"{hint} Register one with funcnn.backprop.registry.defvjp('{name}').")

@@ -26,6 +26,7 @@ from jax import lax
 
 VJP_RULES: dict[str, Callable] = {}
 HIGHER_RULES: dict[str, Higher] = {}
+NO_RULE_BECAUSE: dict[str, str] = {}  # why a primitive has no rule, for its error message
 
 
 class Higher(NamedTuple):
@@ -50,6 +51,12 @@ def defvjp(*names: str):
         return rule
 
     return register
+
+
+def defnorule(name: str, because: str) -> None:
+    """Say why primitive ``name`` has no rule (JAX cannot differentiate it either, ...): the
+    engine's error on it then tells the user."""
+    NO_RULE_BECAUSE[name] = because
 
 
 def defhigher(*names: str, forward: Callable, backward: Callable) -> None:

@@ -43,7 +43,8 @@ UNARY_ACCURACY_INERT = ("exp", "exp2", "log", "log1p", "sqrt", "rsqrt", "cbrt", 
 UNARY_NO_PARAMS = ("square", "abs", "sign", "asin", "acos", "atan", "sinh", "cosh", "asinh",
                    "acosh", "atanh", "erf", "erf_inv", "lgamma", "digamma",
                    "one_minus_square", "neg", "copy", "real")
-BINARY_NO_PARAMS = ("add", "add_any", "sub", "div", "max", "min", "pow", "atan2", "rem")
+BINARY_NO_PARAMS = ("add", "add_any", "sub", "div", "max", "min", "pow", "atan2", "rem",
+                    "nextafter")  # nextafter: a rule on JAX >= 0.12 only
 WINDOW = dict.fromkeys(("window_dimensions", "window_strides", "padding", "base_dilation",
                         "window_dilation"), USED)
 SCATTER = dict(dimension_numbers=USED, mode=USED, indices_are_sorted=USED,

@@ -23,6 +23,7 @@ from jax import lax
 
 from funcnn import backprop
 from funcnn.backprop.registry import VJP_RULES
+from funcnn.backprop.rules.elementwise import NEXTAFTER_HAS_DERIVATIVE
 from tests.backprop.rule_params import PRIMITIVES
 from tests.backprop.sampling import primitive_names, rng_for, run_jitted
 from tests.helpers import assert_trees_close
@@ -81,6 +82,8 @@ BINARY = {
     "pow": (lax.pow, (0.5, 2.0), (-1.5, 1.5)),
     "atan2": (lax.atan2, (-1.0, 1.0), (0.3, 1.0)),
     "rem": (lax.rem, (2.1, 2.9), (0.7, 0.9)),
+    **({"nextafter": (lax.nextafter, (-1.0, 1.0), (-1.0, 1.0))} if NEXTAFTER_HAS_DERIVATIVE
+       else {}),  # JAX < 0.12 cannot differentiate it (test_rules.py)
 }
 OTHERS = {  # select_n and clamp take a predicate or bounds besides the operand
     "select_n": (lambda x, y: lax.select_n(x > 0.5, x, y), (0.2, 0.8), (0.2, 0.8)),

@@ -19,6 +19,7 @@ import pytest
 from jax import lax
 
 from funcnn import backprop
+from funcnn.backprop.rules.elementwise import NEXTAFTER_HAS_DERIVATIVE
 from tests.backprop.sampling import (
     away_from_zero,
     check_vjp,
@@ -105,6 +106,11 @@ ELEMENTWISE = [
     S("cosh", "cosh", lambda x: lax.cosh(x), N),
     S("asinh", "asinh", lambda x: lax.asinh(x), normal(M, 3.0)),
     S("acosh", "acosh", lambda x: lax.acosh(x), uniform(1.2, 4.0, M)),
+    # JAX 0.10's rsqrt(x^2 - 1) and JAX >= 0.11's rsqrt(x - 1) rsqrt(x + 1) differ by 2e-10
+    # relative at 1 + 2^-30 and by inf against NaN at -1 (jnp.arccosh; the engine gives the
+    # running JAX's, found by test_numpy_functions)
+    S("acosh_near_one", "acosh", lambda x: lax.acosh(x),
+      const([-1.0, 1.0 + 2.0 ** -30, 1.0 + 3 * 2.0 ** -30, 1.5]), fd=False),
     S("atanh", "atanh", lambda x: lax.atanh(x), UNIT),
     S("lgamma", "lgamma", lambda x: lax.lgamma(x), uniform(0.2, 5.0, M)),
     S("lgamma_negative", "lgamma", lambda x: lax.lgamma(x), uniform(-2.8, -2.2, M)),
@@ -141,6 +147,11 @@ ELEMENTWISE = [
     S("gt", "gt", lambda x, y: lax.gt(x, y), N, N),
     S("ge", "ge", lambda x, y: lax.ge(x, y), N, N),
     S("iota", "iota", lambda x: x * lax.iota(jnp.float64, 4), normal((4,))),
+    # JAX >= 0.12 differentiates nextafter (the identity in x); older JAX cannot: see
+    # test_nextafter_is_refused_where_jax_cannot_differentiate_it
+    *([S("nextafter", "nextafter", lambda x, y: lax.nextafter(x, y), N, N),
+       S("spacing", "nextafter", lambda x: x * jnp.spacing(x), N, fd=False)]  # ulp steps
+      if NEXTAFTER_HAS_DERIVATIVE else []),
 ]
 
 X3 = normal((2, 3, 4))
@@ -354,9 +365,27 @@ def test_scalar_clamp_bounds():
     assert_trees_close(got, (full[0].sum(), full[1], full[2].sum()))
 
 
+@pytest.mark.skipif(NEXTAFTER_HAS_DERIVATIVE, reason="JAX >= 0.12 differentiates nextafter: "
+                    "the nextafter spec above")
+def test_nextafter_is_refused_where_jax_cannot_differentiate_it():
+    """jnp.nextafter and jnp.spacing on JAX < 0.12: jax.grad raises, so the engine must raise a
+    MissingRuleError naming the primitive, not give a zero (it did, found by
+    test_numpy_functions)."""
+    x, y = jnp.array([1.0, -2.0]), jnp.array([3.0, 0.0])
+    for f in (lambda x: jnp.nextafter(x, y).sum(), lambda x: (x * jnp.spacing(x)).sum()):
+        with pytest.raises(NotImplementedError, match="nextafter"):
+            jax.grad(f)(x)
+        with pytest.raises(backprop.MissingRuleError,
+                           match="'nextafter'.* no derivative for nextafter either"):
+            backprop.grad(f)(x)
+
+
 def test_pow_zero_to_the_zero():
-    """d/dx x**y at x = 0, y = 0.0 is 0 (x**0 is constant); JAX's float-exponent rule
-    computes 0 * 0**-1 = NaN there. The engine keeps the finite value; d/dy is 0 in both."""
+    """d/dx x**y at x = 0, y = 0.0: JAX's float-exponent rule computes 0 * 0**-1 = NaN, and
+    so does the engine; d/dy is 0 in both. With an integer y = 0, d/dx is 0 in both."""
     gx, gy = backprop.grad(lax.pow, argnums=(0, 1))(0.0, 0.0)
-    assert_trees_close((gx, gy), (0.0, 0.0))
-    assert np.isnan(jax.grad(lax.pow)(0.0, 0.0))
+    want_x, want_y = jax.grad(lax.pow, argnums=(0, 1))(0.0, 0.0)
+    assert np.isnan(gx) and np.isnan(want_x)
+    assert_trees_close(gy, want_y)
+    assert_trees_close(backprop.grad(lambda x: lax.pow(x, 0))(0.0),
+                       jax.grad(lambda x: lax.pow(x, 0))(0.0))

@@ -71,10 +71,6 @@ EIG = [
     S("eigvals", "eig", jnp.linalg.eigvals, general((4, 4))),
     slow(S("eigvals_batched", "eig", jnp.linalg.eigvals, general((2, 3, 3)))),
     S("eigvals_complex", "eig", jnp.linalg.eigvals, general((4, 4), cplx=True)),
-    # JAX refuses any derivative once eigenvectors are computed without the opt-in, even of
-    # the eigenvalues alone; the engine gives it (finite differences agree)
-    S("eig_values_of_pair", "eig", lambda a: jnp.linalg.eig(a)[0], general((3, 3)),
-      against_jax=False),
     # a real matrix's complex eigenvector pairs: LAPACK's normalization is not smooth at this
     # sample (finite differences jump); the complex specs below check it
     S("eig_right_vectors", "eig", eig_vectors(False), general((4, 4)), fd=False),
@@ -160,6 +156,10 @@ def test_degenerate(spec):
 REFUSED = [
     ("eigenvectors_without_opt_in", lambda a: jnp.linalg.eig(a)[1].real.sum(), (4, 4),
      "enable_eigvec_derivs"),
+    # JAX refuses once eigenvectors are computed without the opt-in, even when only the
+    # eigenvalues are used
+    ("eigenvalues_of_an_eig_with_eigenvectors", lambda a: jnp.linalg.eig(a)[0].real.sum(),
+     (4, 4), "enable_eigvec_derivs"),
     ("full_svd_of_a_tall_matrix", lambda a: jnp.linalg.svd(a)[0].sum(), (4, 3),
      "full_matrices=False"),
 ]

@@ -15,7 +15,7 @@ from jax import lax
 from jax.extend import core as jcore
 
 from funcnn.backprop.engine import Tape, activity, backward, bind, forward
-from funcnn.backprop.registry import defhigher
+from funcnn.backprop.registry import defhigher, defnorule
 from funcnn.backprop.sharding_jax import zeros
 
 
@@ -218,6 +218,9 @@ def traced_scan_backward(eqn, stacked, invals, cts, active):
 
 
 defhigher("scan", forward=scan_forward, backward=scan_backward)
+defnorule("while", "A while_loop has no reverse-mode derivative (its trip count is not known "
+                   "ahead; JAX cannot differentiate it either): use lax.scan, or lax.fori_loop "
+                   "with static bounds, which lowers to scan.")
 
 
 # --- cond: one tape per branch, the unused ones zero-filled --------------------------------

@@ -19,6 +19,7 @@ from jax import lax
 from funcnn.backprop.registry import (
     deflinear,
     defnograd,
+    defnorule,
     defquotient,
     defunary,
     defvjp,
@@ -30,7 +31,7 @@ from funcnn.backprop.registry import (
 
 # --- unary ops, each defined by its derivative d(out)/dx given (x, out) -------------------
 # Where 1 - x^2 appears it is written (1 + x)(1 - x): no cancellation near |x| = 1 (JAX >= 0.12
-# does the same, its one_minus_square). asinh and acosh avoid overflowing x^2 at large |x|.
+# does the same, its one_minus_square). asinh avoids overflowing x^2 at large |x|.
 def one_minus_square(x):
     return (1 + x) * (1 - x)
 
@@ -60,6 +61,17 @@ def expm1_derivative(x, y, accuracy=None):
     return y + 1
 
 
+# JAX 0.10 takes acosh' = rsqrt(x^2 - 1) (cancels near x = 1; +-inf at x = -1); JAX >= 0.11
+# rsqrt(x - 1) rsqrt(x + 1) (NaN at x = -1). The engine gives the running JAX's.
+ACOSH_SLOPE_IS_PRODUCT = jax.__version_info__ >= (0, 11)
+
+
+def acosh_derivative(x, y):
+    if ACOSH_SLOPE_IS_PRODUCT:
+        return lax.rsqrt(x - 1) * lax.rsqrt(x + 1)
+    return lax.rsqrt(x * x - 1)
+
+
 def asinh_derivative(x, y):
     # 1 / sqrt(x^2 + 1), as 1 / (s sqrt((x/s)^2 + (1/s)^2)) with s = max(|x|, 1): no overflow.
     s = lax.stop_gradient(jnp.maximum(jnp.abs(x), 1))  # real, also for a complex x
@@ -87,7 +99,7 @@ defquotient("atan", lambda x, y: 1 + x * x)
 defunary("sinh", lambda x, y: jnp.cosh(x))
 defunary("cosh", lambda x, y: jnp.sinh(x))
 defunary("asinh", asinh_derivative)
-defunary("acosh", lambda x, y: lax.rsqrt(x - 1) * lax.rsqrt(x + 1))
+defunary("acosh", acosh_derivative)
 defquotient("atanh", lambda x, y: one_minus_square(x))
 defunary("erf", lambda x, y: (2 / math.sqrt(math.pi)) * jnp.exp(-x * x))
 defunary("erfc", lambda x, y: (-2 / math.sqrt(math.pi)) * jnp.exp(-x * x))
@@ -99,13 +111,27 @@ if hasattr(lax, "log2_p"):  # JAX >= 0.12: jnp.log2 is a primitive of its own
 if hasattr(lax, "one_minus_square_p"):  # JAX >= 0.12
     defunary("one_minus_square", lambda x, y: -2 * x)
 
-# Piecewise-constant or boolean-valued: derivative zero everywhere it exists.
-defnograd("floor", "ceil", "round", "is_finite", "nextafter", "stop_gradient",
+# Piecewise-constant or boolean-valued: derivative zero everywhere it exists. Not nextafter:
+# see below.
+defnograd("floor", "ceil", "round", "is_finite", "stop_gradient",
           "eq", "ne", "lt", "le", "gt", "ge", "and", "or", "not", "xor",
           "shift_left", "shift_right_logical", "shift_right_arithmetic", "population_count",
           "clz", "iota", "argmax", "argmin", "random_bits", "random_seed", "random_wrap",
           "random_unwrap", "threefry2x32", "rng_bit_generator", "reduce_and", "reduce_or",
           "reduce_xor")
+
+
+# nextafter(x, y) (jnp.nextafter, jnp.spacing): JAX >= 0.12 differentiates it as the identity
+# in x and a constant in y (a step of one ulp); older JAX has no derivative for it, and the
+# engine then has no rule either, so it refuses it on an active value (MissingRuleError).
+NEXTAFTER_HAS_DERIVATIVE = jax.__version_info__ >= (0, 12)
+if NEXTAFTER_HAS_DERIVATIVE:
+    @defvjp("nextafter")
+    def _nextafter(ct, x, y, *, out, **_):
+        return (unbroadcast(ct, np.shape(x)) if is_float(x) else None, None)
+else:
+    defnorule("nextafter", f"JAX {jax.__version__} has no derivative for nextafter either "
+                           "(JAX >= 0.12 takes it as the identity in x).")
 
 
 @defvjp("abs")
@@ -214,20 +240,22 @@ def _max_min(ct, x, y, *, out, **_):
 def _pow(ct, x, y, *, out, **_):
     """d/dx x^y = y x^(y-1); d/dy x^y = log(x) x^y (JAX's: 0 where x = 0).
 
-    d/dx is taken as 0 where it is 0 * inf: at x = y = 0 for a float y (x^0 = 1 is constant
-    there; JAX gives NaN), and, as JAX, wherever an integer y is 0. Only those points are
-    masked, and x is replaced there before the power (no inf in the branch not taken), so the
-    engine differentiates the rule again exactly: d/dy d/dx x^y = x^(y-1) (1 + y log x), which
-    is 1/x at y = 0.
+    As JAX, d/dx is 0 wherever an integer y is 0 (masked, and x replaced there before the
+    power, so no inf in the branch not taken: the engine differentiates the rule again
+    exactly, d/dy d/dx x^y = x^(y-1) (1 + y log x)). For a float y it is y x^(y-1) everywhere,
+    NaN at x = y = 0 (0 * inf) as in JAX.
     """
     x, y = jnp.asarray(x), jnp.asarray(y)
     dx = dy = None
     if is_float(x):
         y_as_x = lax.convert_element_type(y, x.dtype)
-        masked = (y == 0) & (x == 0) if is_float(y) else y == 0
-        safe_x = jnp.where(masked, jnp.ones_like(x), x)
-        power = y_as_x * jnp.power(safe_x, y_as_x - 1)  # y in x's dtype, as JAX
-        dx = ct * jnp.where(masked, jnp.zeros_like(power), power)
+        if is_float(y):
+            dx = ct * (y_as_x * jnp.power(x, y_as_x - 1))  # y in x's dtype, as JAX
+        else:
+            masked = y == 0
+            safe_x = jnp.where(masked, jnp.ones_like(x), x)
+            power = y_as_x * jnp.power(safe_x, y_as_x - 1)
+            dx = ct * jnp.where(masked, jnp.zeros_like(power), power)
     if is_float(y):
         safe_x = jnp.where(x == 0, jnp.ones_like(x), x)
         dy = ct * (jnp.log(safe_x) * out)

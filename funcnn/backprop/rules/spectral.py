@@ -90,12 +90,15 @@ def _eig(cts, a, *, out, compute_left_eigenvectors, compute_right_eigenvectors,
     ct_w = cts[0]
     ct_vl = cts[1] if compute_left_eigenvectors else None
     ct_vr = cts[-1] if compute_right_eigenvectors else None
-    if (ct_vl is not None or ct_vr is not None) and not enable_eigvec_derivs:
+    if (compute_left_eigenvectors or compute_right_eigenvectors) and not enable_eigvec_derivs:
+        # JAX refuses as soon as eigenvectors are computed, used or not (jnp.linalg.eig(a)[0]
+        # too): the engine gives no number where jax.grad gives none
         raise NotImplementedError(
             "Derivatives of non-symmetric eigenvectors are only valid under assumptions on the "
-            "input that cannot be checked (JAX refuses them too): pass "
-            "enable_eigvec_derivs=True to jax.lax.linalg.eig to opt in, or differentiate the "
-            "eigenvalues only (jnp.linalg.eigvals).")
+            "input that cannot be checked, and an eig that computes eigenvectors is not "
+            "differentiable without opting in (JAX refuses it too, even when only the "
+            "eigenvalues are used): pass enable_eigvec_derivs=True to jax.lax.linalg.eig, or "
+            "differentiate the eigenvalues only (jnp.linalg.eigvals).")
     w = out[0]
     if compute_right_eigenvectors:
         vr = out[-1]
