@@ -92,7 +92,7 @@ def _eig(cts, a, *, out, compute_left_eigenvectors, compute_right_eigenvectors,
     ct_vr = cts[-1] if compute_right_eigenvectors else None
     if (compute_left_eigenvectors or compute_right_eigenvectors) and not enable_eigvec_derivs:
         # JAX refuses as soon as eigenvectors are computed, used or not (jnp.linalg.eig(a)[0]
-        # too): the engine gives no number where jax.grad gives none
+        # too): the engine gives no number where JAX's autodiff gives none
         raise NotImplementedError(
             "Derivatives of non-symmetric eigenvectors are only valid under assumptions on the "
             "input that cannot be checked, and an eig that computes eigenvectors is not "
