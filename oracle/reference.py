@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from oracle import check as check_mod
+from oracle import leaf_compare
 from oracle.cases.base import (
     LOW_PRECISION,
     _is_float_dtype,
@@ -231,7 +232,7 @@ def _check_trajectory(case, report, rtol, params, inputs):
         tol = rtol * (np.abs(b) + np.max(np.abs(b), initial=0.0))
         labels = [tuple(int(j) for j in np.unravel_index(k, b.shape)) for k in range(b.size)]
         leaf = LeafReport(key, b.shape, case.dtype, "engine vs jax only")
-        leaf.pairs.append(check_mod._pair("engine vs jax", a, b, tol, labels))
+        leaf.pairs.append(leaf_compare.pair("engine vs jax", a, b, tol, labels))
         report.leaves.append(leaf)
 
 

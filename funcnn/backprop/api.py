@@ -19,6 +19,7 @@ from jax._src.lax import lax as lax_internal
 from jax.extend import core as jcore
 
 from funcnn.backprop import engine
+from funcnn.backprop import sharding_jax as sj
 from funcnn.backprop.registry import is_float
 
 
@@ -62,9 +63,10 @@ def unflatten_aux(aux_tree, static, traced):
 
 
 def zero_cotangent(x):
-    """The cotangent of an input no output depends on: zeros, or float0 for integers."""
+    """The cotangent of an input no output depends on: zeros (with the input's sharding on an
+    explicit mesh, as JAX's), or float0 for integers."""
     if is_float(x):
-        return jnp.zeros(np.shape(x), jnp.result_type(x))
+        return sj.zeros_like(x)
     return np.zeros(np.shape(x), jax.dtypes.float0)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from jax.extend import core as jcore
 
 from funcnn.backprop import engine
+from funcnn.backprop import sharding_jax as sj
 from funcnn.backprop.api import trace
 from funcnn.backprop.registry import is_float
 
@@ -155,6 +156,5 @@ def graph(f, *args, backward: bool = True) -> Graph:
         nodes[outputs[0]].adjoint = seed
         for v, ct in zip(jaxpr.invars, ct_in, strict=True):
             if is_float(v.aval):
-                nodes[index[v]].adjoint = ct if ct is not None else jnp.zeros(v.aval.shape,
-                                                                              v.aval.dtype)
+                nodes[index[v]].adjoint = ct if ct is not None else sj.zeros(v.aval)
     return Graph(nodes, outputs)

@@ -14,8 +14,10 @@ Explicit sharding (a mesh with ``AxisType.Explicit`` axes): a value's type carri
 Where a rule builds a value whose sharding JAX's own transpose would set (a contraction over
 a sharded dim, a sum back to a broadcast operand, zeros in an operand's shape), it passes
 ``out_sharding=sharding_of(x)`` (or ``sharding=`` for ``lax.full``) to the public ``lax``
-function; ``None`` outside explicit meshes, where the rules keep their plain path. The same on
-0.10, 0.11 and 0.12.
+function; ``None`` outside explicit meshes, where the rules keep their plain path. Constant
+arrays in a primal's shape (the zeros a gather's cotangent is scattered into, a zero
+gradient, the zeros a max pool's selects pick from) come from ``full_like``/``zeros_like``,
+placed as the primal is. The same on 0.10, 0.11 and 0.12.
 """
 from __future__ import annotations
 
@@ -88,6 +90,23 @@ def zeros(aval):
                         out_sharding=explicit(getattr(aval, "sharding", None)))
     axes = varying_axes(aval)
     return PVARY.bind(z, axes=tuple(sorted(axes))) if axes else z
+
+
+def full_like(x, value, dtype=None):
+    """An array of ``value`` in the shape of ``x`` (an array, tracer or Python scalar), of
+    ``dtype`` (x's by default), with the sharding x's type carries on an explicit mesh and
+    varying along x's manual axes: what JAX's transposes build with ``lax.full(...,
+    sharding=)`` and ``pvary`` (gather's, conv's)."""
+    dtype = jax.numpy.result_type(x) if dtype is None else dtype
+    z = jax.lax.full(np.shape(x), value, dtype, sharding=sharding_of(x))
+    aval = getattr(x, "aval", None)
+    axes = varying_axes(aval) if aval is not None else frozenset()
+    return PVARY.bind(z, axes=tuple(sorted(axes))) if axes else z
+
+
+def zeros_like(x, dtype=None):
+    """``full_like(x, 0, dtype)``: zeros placed (and varying) as ``x`` is."""
+    return full_like(x, 0, dtype)
 
 
 def device_put_back(cts, *, devices, srcs, copy_semantics):

@@ -290,7 +290,53 @@ def explicit_reshape_and_slices(mesh):
     return f, plain
 
 
+IDS = RNG.integers(0, 16, 8)             # token ids into a [16, 6] table
+
+
+def explicit_embedding(mesh):
+    """An embedding lookup (a gather) on a table whose hidden dim is split over "model", then
+    a dense layer contracting that dim: the table's cotangent is a scatter-add into zeros
+    that must carry the table's sharding."""
+    def f(table, w2):
+        h = jnp.tanh(table[IDS])                                   # [8, 6@model]
+        y = jnp.matmul(h, w2, out_sharding=P(None, None))         # [8, 3]
+        return jnp.sum(y ** 2) + jnp.sum(h[:, :2] * h[:, 2:4])
+
+    def plain(table, w2):
+        h = jnp.tanh(table[IDS])
+        return jnp.sum((h @ w2) ** 2) + jnp.sum(h[:, :2] * h[:, 2:4])
+
+    return f, plain
+
+
+CONV = ("NHWC", "HWIO", "NHWC")
+
+
+def explicit_conv_pool(mesh):
+    """A conv layer on batch-split images (NHWC, batch over "data"), relu, 2 x 2 max pooling
+    (reduce_window_max), a dense head: the kernel's cotangent contracts over the split batch;
+    pooling's selects need ct and the zeros it scatters into placed alike."""
+    def net(k, wh, x):
+        h = jax.nn.relu(lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=CONV))
+        pooled = lax.reduce_window(h, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+        return jnp.sum(jnp.tanh(pooled.reshape(8, -1) @ wh) ** 2)
+
+    return net, net
+
+
+def explicit_unused_input(mesh):
+    """Inputs the loss does not depend on: their zero gradients carry their shardings."""
+    def f(w, x, unused, also_unused):
+        return jnp.sum(jnp.tanh(x @ w) ** 2)
+
+    return f, f
+
+
 EXPLICIT = {  # name -> the PartitionSpec of each argument
+    "explicit_embedding_model_sharded_table": (P(None, "model"), P("model", None)),
+    "explicit_conv_max_pool_batch_sharded": (P(), P(), P("data", None, None, None)),
+    "explicit_unused_inputs": (P(None, "model"), P("data", None), P("data", "model"),
+                               P("model")),
     "explicit_mlp_contract_sharded_dim": (P(None, "model"), P("model"), P("model", None),
                                           P("data", None)),
     "explicit_broadcast_sharded_vector": (P("model"), P(None), P("data", "model")),
@@ -326,6 +372,13 @@ CASES = {  # name -> (builder(mesh) -> (f, plain), args)
     "explicit_einsum": (explicit_einsum, (WB, XB)),
     "explicit_reshape_slices": (explicit_reshape_and_slices,
                                 tuple(RNG.standard_normal(s) for s in ((8, 6), (8, 6), (8, 3)))),
+    "explicit_embedding_model_sharded_table": (explicit_embedding, (RNG.standard_normal((16, 6)),
+                                                                    W2)),
+    "explicit_conv_max_pool_batch_sharded": (explicit_conv_pool, (
+        RNG.standard_normal((3, 3, 3, 4)) / 3, RNG.standard_normal((36, 2)) / 4,
+        RNG.standard_normal((8, 6, 6, 3)))),
+    "explicit_unused_inputs": (explicit_unused_input, (W, X, RNG.standard_normal((8, 6)),
+                                                       RNG.standard_normal(6))),
     "pmax_no_derivative": (pmax_has_no_derivative, (X[:, 0],)),
 }
 

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from funcnn.backprop import sharding_jax as sj
 from funcnn.backprop.registry import defvjp, is_float, like
 
 
@@ -74,8 +75,10 @@ def swap_io(spec):
 
 def transpose_lhs(ct, lhs_shape, rhs, *, window_strides, padding, lhs_dilation, rhs_dilation,
                   dimension_numbers, feature_group_count, batch_group_count, precision,
-                  preferred_element_type):
-    """d<ct, conv(lhs, rhs)>/d lhs; ct: the output's layout, result: ``lhs_shape``."""
+                  preferred_element_type, out_sharding=None):
+    """d<ct, conv(lhs, rhs)>/d lhs; ct: the output's layout, result: ``lhs_shape``, placed by
+    ``out_sharding`` (lhs's on an explicit mesh, as JAX's transpose: the convolution
+    contracts over the output features, whose sharding JAX does not infer)."""
     lhs_spec, rhs_spec, out_spec = dimension_numbers
     rhs_shape = rhs.shape
     groups = 1
@@ -97,7 +100,8 @@ def transpose_lhs(ct, lhs_shape, rhs, *, window_strides, padding, lhs_dilation, 
     out = lax.conv_general_dilated(
         ct, flipped, window_strides=lhs_dilation, padding=pads, lhs_dilation=window_strides,
         rhs_dilation=rhs_dilation, dimension_numbers=dims, feature_group_count=groups,
-        batch_group_count=1, precision=precision, preferred_element_type=preferred_element_type)
+        batch_group_count=1, precision=precision, preferred_element_type=preferred_element_type,
+        out_sharding=out_sharding)
     if batch_group_count > 1:  # the batch groups came out as features: move them back
         out = merge_axis(split_axis(out, lhs_spec[1], batch_group_count),
                          lhs_spec[1], lhs_spec[0])
@@ -106,8 +110,9 @@ def transpose_lhs(ct, lhs_shape, rhs, *, window_strides, padding, lhs_dilation, 
 
 def transpose_rhs(ct, lhs, rhs_shape, *, window_strides, padding, lhs_dilation, rhs_dilation,
                   dimension_numbers, feature_group_count, batch_group_count, precision,
-                  preferred_element_type):
-    """d<ct, conv(lhs, rhs)>/d rhs; result: ``rhs_shape``."""
+                  preferred_element_type, out_sharding=None):
+    """d<ct, conv(lhs, rhs)>/d rhs; result: ``rhs_shape``, placed by ``out_sharding`` (rhs's
+    on an explicit mesh, as JAX's transpose: it contracts over the batch)."""
     lhs_spec, rhs_spec, out_spec = dimension_numbers
     if feature_group_count > 1:
         feature_group_count, batch_group_count = 1, feature_group_count
@@ -123,7 +128,8 @@ def transpose_rhs(ct, lhs, rhs_shape, *, window_strides, padding, lhs_dilation, 
         lhs, ct, window_strides=rhs_dilation, padding=pads, lhs_dilation=lhs_dilation,
         rhs_dilation=window_strides, dimension_numbers=dims,
         feature_group_count=feature_group_count, batch_group_count=batch_group_count,
-        precision=precision, preferred_element_type=preferred_element_type)
+        precision=precision, preferred_element_type=preferred_element_type,
+        out_sharding=out_sharding)
 
 
 @defvjp("conv_general_dilated")
@@ -143,10 +149,12 @@ def _conv_general_dilated(ct, lhs, rhs, *, out, window_strides, padding, lhs_dil
     lhs, rhs = jnp.asarray(lhs), jnp.asarray(rhs)
     ct_lhs = ct_rhs = None
     if is_float(lhs):
-        ct_lhs = like(transpose_lhs(ct, lhs.shape, rhs, **params), lhs)
+        ct_lhs = like(transpose_lhs(ct, lhs.shape, rhs, **params,
+                                    out_sharding=sj.sharding_of(lhs)), lhs)
     if is_float(rhs):
         if ct.size == 0:  # a kernel of spatial size 0 would follow; the cotangent is zero
-            ct_rhs = lax.full(rhs.shape, 0, rhs.dtype)
+            ct_rhs = sj.zeros_like(rhs)
         else:
-            ct_rhs = like(transpose_rhs(ct, lhs, rhs.shape, **params), rhs)
+            ct_rhs = like(transpose_rhs(ct, lhs, rhs.shape, **params,
+                                        out_sharding=sj.sharding_of(rhs)), rhs)
     return (ct_lhs, ct_rhs)

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from funcnn.backprop import sharding_jax as sj
 from funcnn.backprop.registry import defvjp, is_float, like
 
 
@@ -80,7 +81,7 @@ def read_back(x, indices, updates_shape, dnums, mode, fill_value=0):
 @defvjp("gather")
 def _gather(ct, operand, indices, *, out, dimension_numbers, mode, unique_indices=False,
             indices_are_sorted=False, **_):
-    zeros = jnp.zeros(np.shape(operand), ct.dtype)
+    zeros = sj.zeros_like(operand, ct.dtype)  # with its sharding, as JAX's transpose
     ct_operand = lax.scatter_add(zeros, indices, ct, as_scatter_dnums(dimension_numbers),
                                  indices_are_sorted=indices_are_sorted,
                                  unique_indices=unique_indices, mode=mode)
@@ -119,7 +120,7 @@ def _scatter_mul(ct, operand, indices, updates, *, out, dimension_numbers, mode,
         u_shape = np.shape(updates)
         is_zero = u == 0
         safe_u = jnp.where(is_zero, jnp.ones_like(u), u)
-        ones = jnp.ones(np.shape(operand), ct.dtype)
+        ones = sj.full_like(operand, 1, ct.dtype)
         # Per operand position: product of its non-zero updates, and how many are zero.
         nonzero_prod = lax.scatter_mul(ones, indices, safe_u, dn, **flags)
         zero_count = lax.scatter_add(jnp.zeros_like(ones), indices, is_zero.astype(ct.dtype),
@@ -147,7 +148,7 @@ def _scatter(ct, operand, indices, updates, *, out, dimension_numbers, mode,
     u_shape = np.shape(updates)
     flags = dict(indices_are_sorted=indices_are_sorted, mode=mode)
     if unique_indices:
-        ct_operand = lax.scatter(ct, indices, jnp.zeros(u_shape, ct.dtype), dn,
+        ct_operand = lax.scatter(ct, indices, sj.zeros_like(updates, ct.dtype), dn,
                                  unique_indices=True, **flags)
         ct_updates = read_back(ct, indices, u_shape, dn, mode)
     else:
@@ -158,13 +159,13 @@ def _scatter(ct, operand, indices, updates, *, out, dimension_numbers, mode,
         id_dtype = np.int32 if n_ids < np.iinfo(np.int32).max else np.int64
         ids = lax.broadcast_in_dim(
             (lax.iota(id_dtype, n_ids) + id_dtype(1)).reshape(ids_shape), u_shape,
-            tuple(range(len(u_shape))))
-        landed = lax.scatter(jnp.zeros(np.shape(operand), id_dtype), indices, ids, dn,
+            tuple(range(len(u_shape))), out_sharding=sj.sharding_of(updates))
+        landed = lax.scatter(sj.zeros_like(operand, id_dtype), indices, ids, dn,
                              unique_indices=False, **flags)
         landed_back = read_back(landed, indices, u_shape, dn, mode)
         ct_operand = jnp.where(landed == 0, ct, jnp.zeros_like(ct))
         ct_updates = jnp.where(ids == landed_back, read_back(ct, indices, u_shape, dn, mode),
-                               jnp.zeros(u_shape, ct.dtype))
+                               sj.zeros_like(updates, ct.dtype))
     return (like(ct_operand, operand) if is_float(operand) else None, None,
             like(ct_updates, updates) if is_float(updates) else None)
 

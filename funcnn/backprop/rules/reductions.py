@@ -48,7 +48,7 @@ def _reduce_prod(ct, x, *, out, axes, **_):
     kept = [i for i in range(len(shape)) if i not in axes]
     moved = jnp.transpose(x, kept + list(axes))
     flat = moved.reshape(moved.shape[:len(kept)] + (-1,))
-    ones = jnp.ones(flat.shape[:-1] + (1,), flat.dtype)
+    ones = jnp.ones_like(flat[..., :1])  # with flat's sharding on an explicit mesh
     left = jnp.concatenate([ones, lax.cumprod(flat, axis=flat.ndim - 1)[..., :-1]], axis=-1)
     right = jnp.concatenate([lax.cumprod(flat, axis=flat.ndim - 1, reverse=True)[..., 1:], ones],
                             axis=-1)
@@ -83,7 +83,8 @@ defvjp("cumlogsumexp")(_derived(jnp.logaddexp))
 @defvjp("sort")
 def _sort(cts, *operands, out, dimension, is_stable, num_keys):
     # The permutation the sort applied, then each cotangent un-permuted.
-    iota = lax.broadcasted_iota(np.int32, np.shape(operands[0]), dimension)
+    iota = lax.broadcasted_iota(np.int32, np.shape(operands[0]), dimension,
+                                out_sharding=sj.sharding_of(operands[0]))
     perm = lax.sort((*operands[:num_keys], iota), dimension=dimension, is_stable=is_stable,
                     num_keys=num_keys)[-1]
     inverse = jnp.argsort(perm, axis=dimension)

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from funcnn.backprop import sharding_jax as sj
 from funcnn.backprop.registry import defvjp, is_float, like
 from funcnn.backprop.rules.conv import lhs_vjp_padding
 
@@ -65,7 +66,7 @@ def _chosen_jit(ct, x, init, select, window_dimensions, window_strides, padding,
     xp = lax.pad(x, jnp.asarray(fill, x.dtype), config)
     out_shape = ct.shape
     if any(n == 0 for n in out_shape):
-        return jnp.zeros(x.shape, dtype), jnp.zeros(out_shape, bool)
+        return sj.zeros_like(x, dtype), sj.zeros_like(ct, bool)
     # One strided view of xp per window offset: views[k][o] = the k-th element of window o.
     starts, views = [], []
     for offset in itertools.product(*(range(w) for w in window_dimensions)):
@@ -76,13 +77,13 @@ def _chosen_jit(ct, x, init, select, window_dimensions, window_strides, padding,
         views.append(lax.slice(xp, start, limit, window_strides))
     stacked = jnp.stack(views)  # [K, *out]
     first = (jnp.argmax if select == "max" else jnp.argmin)(stacked, axis=0)  # [*out]
-    to_x = jnp.ones(out_shape, bool)
+    to_x = sj.full_like(ct, True, bool)
     if init is not None:
         best = (jnp.max if select == "max" else jnp.min)(stacked, axis=0)
         init = jnp.asarray(init, x.dtype)
         to_x = best >= init if select == "max" else best <= init
-    zero = jnp.zeros(out_shape, dtype)
-    ct_xp = jnp.zeros(xp.shape, dtype)
+    zero = sj.zeros_like(ct)  # placed as ct and xp (explicit sharding: select and add need it)
+    ct_xp = sj.zeros_like(xp, dtype)
     for k, (start, limit) in enumerate(starts):
         ct_k = jnp.where((first == k) & to_x, ct, zero)
         back = [(s, n - e, t - 1)
